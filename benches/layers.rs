@@ -1,0 +1,2 @@
+//! Per-layer benches (work in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Embedding tollgate in an axum app (work in progress).
+fn main() {}

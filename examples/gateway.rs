@@ -1,0 +1,2 @@
+//! The example gateway (work in progress).
+fn main() {}

@@ -1,0 +1,40 @@
+//! tollgate turns an axum or hyper service into an LLM API gateway, one
+//! [`tower`](https://docs.rs/tower) layer per concern.
+//!
+//! Every piece is an `async fn(Request<Body>) -> Result<Response<Body>, E>` middleware:
+//! stack the ones you need with `tower::ServiceBuilder` in your own app, in front of
+//! [`upstream::Upstream`] (the leaf that talks to the providers) or any service of your
+//! own. Two per-request artifacts let the layers compose in any subset and order
+//! without parsing anything twice:
+//!
+//! - [`LlmRequest`](request::LlmRequest), the request body parsed once
+//!   (see [`request`]);
+//! - [`Outcome`](outcome::Outcome), the response observed once as it streams: status,
+//!   usage, time to first byte, how it ended (see [`outcome`]).
+//!
+//! Errors are answered in the client's dialect (OpenAI, Anthropic or Gemini error JSON)
+//! from one [`GatewayError`](error::GatewayError).
+//!
+//! # Feature flags
+//!
+//! | feature | enables |
+//! |---|---|
+//! | `upstream` | [`upstream::Upstream`]: pooled HTTP/1.1 + HTTP/2 client over rustls |
+//! | `testing` | [`testing`]: the mock provider (in-process service and loopback server) |
+//! | `full` | all of the above |
+//!
+//! The core (request parsing, outcome, errors, SSE) needs no feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod macros;
+
+pub mod error;
+pub mod request;
+pub mod sse;
+
+pub use body::Body;
+pub use request::{Dialect, Endpoint};
+
+/// The boxed error type used at the upstream client boundary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

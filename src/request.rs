@@ -1,0 +1,650 @@
+//! The parse-once request: [`LlmRequest`] and the [`ParseLayer`] that produces it.
+//!
+//! The first layer that needs the JSON body calls [`LlmRequest::extract`]. It buffers
+//! the body under a limit (default 10 MiB; a larger `content-length` is refused with
+//! 413 before a byte of the body is read), parses it once, validates the fields the
+//! gateway relies on, and stores the result in the request extensions. The body is put
+//! back as the same bytes, so inner services and a same-dialect upstream see exactly
+//! what the client sent (unknown fields survive). Every later caller gets the stored
+//! value: nothing parses a body twice.
+//!
+//! Put [`ParseLayer`] at the top of a stack to parse up front and answer malformed
+//! requests with a 400/413 in the client's dialect before any other work:
+//!
+//! ```
+//! use tollgate::request::{LlmRequest, ParseLayer};
+//! use tollgate::Body;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use http::{Request, Response};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let svc = ServiceBuilder::new()
+//!     .layer(ParseLayer::new().limit(1024 * 1024))
+//!     .service_fn(|req: Request<Body>| async move {
+//!         let llm = req.extensions().get::<LlmRequest>().expect("parsed by ParseLayer");
+//!         Ok::<_, std::convert::Infallible>(Response::new(Body::from(llm.model().to_owned())))
+//!     });
+//!
+//! let req = Request::post("/v1/chat/completions")
+//!     .body(Body::from(r#"{"model":"mock/echo","messages":[]}"#))?;
+//! let res = svc.oneshot(req).await?;
+//! assert_eq!(res.status(), 200);
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::GatewayError;
+use crate::{Body, BoxError};
+
+/// The default request body limit: 10 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+/// A provider's wire protocol: how requests, responses, streams and errors look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// OpenAI and every OpenAI-compatible API (DeepSeek, GLM, Qwen, vLLM, Ollama, ...).
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini `generateContent` API.
+    Gemini,
+}
+
+impl Dialect {
+    /// The dialect a client speaks on this path: Anthropic for `.../messages`, OpenAI
+    /// otherwise. Used to shape errors for requests that could not be parsed.
+    pub fn from_path(path: &str) -> Dialect {
+        Endpoint::from_path(path).map_or(Dialect::OpenAi, Endpoint::dialect)
+    }
+}
+
+/// The API operation a request is for, known from its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// OpenAI `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// OpenAI `POST /v1/embeddings`.
+    Embeddings,
+    /// Anthropic `POST /v1/messages`.
+    Messages,
+}
+
+impl Endpoint {
+    /// Recognises the endpoint from the end of a path, so that prefixes such as
+    /// `/v1`, `/openai/v1` or a nested router do not matter.
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/chat/completions") {
+            Some(Endpoint::ChatCompletions)
+        } else if path.ends_with("/embeddings") {
+            Some(Endpoint::Embeddings)
+        } else if path.ends_with("/messages") {
+            Some(Endpoint::Messages)
+        } else {
+            None
+        }
+    }
+
+    /// The dialect of this endpoint.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Embeddings => Dialect::OpenAi,
+            Endpoint::Messages => Dialect::Anthropic,
+        }
+    }
+
+    /// The path of this endpoint below a provider's base URL (`/chat/completions`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Messages => "/messages",
+        }
+    }
+}
+
+/// The request body limit [`LlmRequest::extract`] applies, when a layer put one in the
+/// request extensions; otherwise [`DEFAULT_BODY_LIMIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+/// Sampling parameters that change the answer (and so the cache key and the price).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Sampling {
+    /// `temperature`.
+    pub temperature: Option<f64>,
+    /// `top_p`.
+    pub top_p: Option<f64>,
+    /// Anthropic's `top_k`.
+    pub top_k: Option<u64>,
+    /// OpenAI's `seed`.
+    pub seed: Option<i64>,
+    /// OpenAI's `n` (number of choices).
+    pub n: Option<u64>,
+}
+
+/// A parsed LLM API request. See the [module docs](crate::request).
+///
+/// Cheap to clone (one `Arc`). The raw bytes are kept for byte-exact pass-through and
+/// the parsed JSON for translation, so no layer parses the body again.
+#[derive(Clone)]
+pub struct LlmRequest(Arc<Inner>);
+
+struct Inner {
+    endpoint: Endpoint,
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    max_tokens: Option<u64>,
+    sampling: Sampling,
+    json: Value,
+    raw: Bytes,
+}
+
+impl LlmRequest {
+    /// Returns the request stored in the extensions, or buffers the body (under the
+    /// [`BodyLimit`] extension, else [`DEFAULT_BODY_LIMIT`]), parses it, stores it and
+    /// puts the same bytes back as the body.
+    ///
+    /// Errors are ready to send in the client's dialect: 400 for malformed JSON or a
+    /// field of the wrong type, 413 for a body over the limit, 404 for a path that is
+    /// not an LLM endpoint (insert an [`Endpoint`] extension to name it explicitly).
+    pub async fn extract<B>(req: &mut Request<B>) -> Result<LlmRequest, GatewayError>
+    where
+        B: http_body::Body + From<Bytes> + Default,
+        B::Error: Into<BoxError>,
+    {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+        Self::extract_with_limit(req, limit).await
+    }
+
+    /// Like [`extract`](LlmRequest::extract) with an explicit body limit in bytes.
+    pub async fn extract_with_limit<B>(
+        req: &mut Request<B>,
+        limit: usize,
+    ) -> Result<LlmRequest, GatewayError>
+    where
+        B: http_body::Body + From<Bytes> + Default,
+        B::Error: Into<BoxError>,
+    {
+        if let Some(parsed) = req.extensions().get::<LlmRequest>() {
+            return Ok(parsed.clone());
+        }
+        let endpoint = match req.extensions().get::<Endpoint>() {
+            Some(endpoint) => *endpoint,
+            None => Endpoint::from_path(req.uri().path()).ok_or_else(|| {
+                GatewayError::new(
+                    crate::error::ErrorKind::NotFound,
+                    format!(
+                        "`{}` is not an LLM API endpoint this gateway understands \
+                         (chat/completions, embeddings, messages).",
+                        req.uri().path()
+                    ),
+                )
+            })?,
+        };
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(GatewayError::payload_too_large(limit));
+        }
+        let body = std::mem::take(req.body_mut());
+        let raw = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err)
+                if err
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(GatewayError::payload_too_large(limit));
+            }
+            Err(err) => {
+                return Err(GatewayError::invalid_request(format!(
+                    "The request body could not be read: {err}."
+                )));
+            }
+        };
+        let parsed = LlmRequest::parse(endpoint, raw.clone())?;
+        *req.body_mut() = B::from(raw);
+        req.extensions_mut().insert(parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Parses and validates a complete body for `endpoint`.
+    pub fn parse(endpoint: Endpoint, raw: Bytes) -> Result<LlmRequest, GatewayError> {
+        let json: Value = serde_json::from_slice(&raw).map_err(|err| {
+            GatewayError::invalid_request(format!(
+                "The request body is not valid JSON ({err}); send a JSON object."
+            ))
+        })?;
+        let obj = json.as_object().ok_or_else(|| {
+            GatewayError::invalid_request("The request body must be a JSON object.")
+        })?;
+        let model = match obj.get("model") {
+            Some(Value::String(model)) if !model.is_empty() => model.clone(),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(
+                    GatewayError::invalid_request("You must provide a model parameter.")
+                        .with_param("model"),
+                )
+            }
+            Some(_) => return Err(wrong_type("model", "a string")),
+        };
+        match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Messages => {
+                require(obj, "messages", Value::is_array, "an array of messages")?
+            }
+            Endpoint::Embeddings => require(
+                obj,
+                "input",
+                |v| v.is_string() || v.is_array(),
+                "a string or an array",
+            )?,
+        }
+        let stream = optional(obj, "stream", Value::as_bool, "a boolean")?.unwrap_or(false);
+        let include_usage = match obj.get("stream_options") {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(opts)) => {
+                optional(opts, "include_usage", Value::as_bool, "a boolean")
+                    .map_err(|e| e.with_param("stream_options.include_usage"))?
+                    .unwrap_or(false)
+            }
+            Some(_) => return Err(wrong_type("stream_options", "an object")),
+        };
+        let max_tokens = match optional(
+            obj,
+            "max_completion_tokens",
+            Value::as_u64,
+            "a non-negative integer",
+        )? {
+            Some(n) => Some(n),
+            None => optional(obj, "max_tokens", Value::as_u64, "a non-negative integer")?,
+        };
+        for (field, what) in [("tools", "an array"), ("stop_sequences", "an array")] {
+            optional(obj, field, Value::as_array, what)?;
+        }
+        let sampling = Sampling {
+            temperature: optional(obj, "temperature", Value::as_f64, "a number")?,
+            top_p: optional(obj, "top_p", Value::as_f64, "a number")?,
+            top_k: optional(obj, "top_k", Value::as_u64, "a non-negative integer")?,
+            seed: optional(obj, "seed", Value::as_i64, "an integer")?,
+            n: optional(obj, "n", Value::as_u64, "a positive integer")?,
+        };
+        if sampling.n == Some(0) {
+            return Err(wrong_type("n", "a positive integer"));
+        }
+        Ok(LlmRequest(Arc::new(Inner {
+            endpoint,
+            model,
+            stream,
+            include_usage,
+            max_tokens,
+            sampling,
+            json,
+            raw,
+        })))
+    }
+
+    /// The operation requested.
+    pub fn endpoint(&self) -> Endpoint {
+        self.0.endpoint
+    }
+
+    /// The dialect the client speaks (errors are answered in it).
+    pub fn dialect(&self) -> Dialect {
+        self.0.endpoint.dialect()
+    }
+
+    /// The `model` field as the client sent it.
+    pub fn model(&self) -> &str {
+        &self.0.model
+    }
+
+    /// Whether the client asked for a stream (`"stream": true`).
+    pub fn is_stream(&self) -> bool {
+        self.0.stream
+    }
+
+    /// Whether the client asked for usage in the stream
+    /// (`stream_options.include_usage`).
+    pub fn include_usage(&self) -> bool {
+        self.0.include_usage
+    }
+
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.0.max_tokens
+    }
+
+    /// The sampling parameters.
+    pub fn sampling(&self) -> &Sampling {
+        &self.0.sampling
+    }
+
+    /// The parsed body.
+    pub fn json(&self) -> &Value {
+        &self.0.json
+    }
+
+    /// The body exactly as the client sent it.
+    pub fn raw(&self) -> &Bytes {
+        &self.0.raw
+    }
+
+    /// A cheap estimate of the input tokens (about four characters of text per token,
+    /// plus a few tokens of framing per message), for reservations made before the
+    /// provider reports the real count.
+    pub fn estimated_input_tokens(&self) -> u64 {
+        fn chars(v: &Value) -> u64 {
+            match v {
+                Value::String(s) => s.len() as u64,
+                Value::Array(items) => items.iter().map(chars).sum(),
+                Value::Object(map) => map.values().map(chars).sum(),
+                _ => 0,
+            }
+        }
+        let obj = self.0.json.as_object();
+        let field = |name: &str| obj.and_then(|o| o.get(name));
+        let text: u64 = ["messages", "system", "input", "tools"]
+            .iter()
+            .filter_map(|name| field(name))
+            .map(chars)
+            .sum();
+        let messages = field("messages")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len) as u64;
+        text.div_ceil(4) + 4 * messages
+    }
+}
+
+impl fmt::Debug for LlmRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body can hold user data: show only the routing facts.
+        f.debug_struct("LlmRequest")
+            .field("endpoint", &self.0.endpoint)
+            .field("model", &self.0.model)
+            .field("stream", &self.0.stream)
+            .field("max_tokens", &self.0.max_tokens)
+            .field("bytes", &self.0.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn wrong_type(field: &'static str, what: &str) -> GatewayError {
+    GatewayError::invalid_request(format!("`{field}` must be {what}.")).with_param(field)
+}
+
+fn require(
+    obj: &serde_json::Map<String, Value>,
+    field: &'static str,
+    ok: fn(&Value) -> bool,
+    what: &str,
+) -> Result<(), GatewayError> {
+    match obj.get(field) {
+        Some(v) if ok(v) => Ok(()),
+        None | Some(Value::Null) => Err(GatewayError::invalid_request(format!(
+            "Missing required parameter `{field}`."
+        ))
+        .with_param(field)),
+        Some(_) => Err(wrong_type(field, what)),
+    }
+}
+
+fn optional<'a, T>(
+    obj: &'a serde_json::Map<String, Value>,
+    field: &'static str,
+    get: fn(&'a Value) -> Option<T>,
+    what: &str,
+) -> Result<Option<T>, GatewayError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => get(v).map(Some).ok_or_else(|| wrong_type(field, what)),
+    }
+}
+
+// ===== ParseLayer =====
+
+/// Parses the [`LlmRequest`] up front and answers bad requests in the client's
+/// dialect. See the [module docs](crate::request).
+///
+/// Reads: the request body. Writes: [`LlmRequest`] into the request extensions.
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct ParseLayer {
+    limit: usize,
+}
+
+impl ParseLayer {
+    /// A layer with the default 10 MiB body limit.
+    pub const fn new() -> Self {
+        ParseLayer {
+            limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Sets the body limit in bytes; larger bodies get 413.
+    pub const fn limit(mut self, bytes: usize) -> Self {
+        self.limit = bytes;
+        self
+    }
+}
+
+impl Default for ParseLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for ParseLayer {
+    type Service = Parse<S>;
+
+    fn layer(&self, inner: S) -> Parse<S> {
+        Parse {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service made by [`ParseLayer`].
+#[derive(Debug, Clone)]
+pub struct Parse<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S> Parse<S> {
+    /// Wraps `inner` with the default limit.
+    pub const fn new(inner: S) -> Self {
+        Parse {
+            inner,
+            limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    crate::macros::inner_accessors!();
+}
+
+impl<S, B, ResB> Service<Request<B>> for Parse<S>
+where
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Move the service that was made ready into the future; leave its clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.limit;
+        let mut req = req.map(Body::new);
+        ResponseFuture {
+            inner: Box::pin(async move {
+                if let Err(err) = LlmRequest::extract_with_limit(&mut req, limit).await {
+                    return Ok(err.to_response(Dialect::from_path(req.uri().path())));
+                }
+                let res = inner.call(req).await?;
+                Ok(res.map(Body::new))
+            }),
+        }
+    }
+}
+
+/// Response future of [`Parse`].
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str, body: &'static str) -> Request<Body> {
+        Request::post(path).body(Body::from(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn parses_once_and_keeps_bytes() {
+        let raw = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":5,"temperature":0,"seed":3,"x_unknown":{"a":1}}"#;
+        let mut r = req("/v1/chat/completions", raw);
+        let parsed = LlmRequest::extract(&mut r).await.unwrap();
+        assert_eq!(parsed.model(), "m");
+        assert!(parsed.is_stream() && parsed.include_usage());
+        assert_eq!(parsed.max_tokens(), Some(5));
+        assert_eq!(parsed.sampling().temperature, Some(0.0));
+        assert_eq!(parsed.sampling().seed, Some(3));
+        assert_eq!(parsed.raw().as_ref(), raw.as_bytes());
+        // The body is the same bytes again, and a second extract does not read it.
+        let again = LlmRequest::extract(&mut r).await.unwrap();
+        assert!(Arc::ptr_eq(&parsed.0, &again.0));
+        let body = std::mem::take(r.body_mut())
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body.as_ref(), raw.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_a_400_naming_the_field() {
+        let cases = [
+            ("{not json", None),
+            ("[1,2]", None),
+            (r#"{"messages":[]}"#, Some("model")),
+            (r#"{"model":5,"messages":[]}"#, Some("model")),
+            (r#"{"model":"m","messages":"hi"}"#, Some("messages")),
+            (
+                r#"{"model":"m","messages":[],"stream":"yes"}"#,
+                Some("stream"),
+            ),
+            (
+                r#"{"model":"m","messages":[],"max_tokens":-1}"#,
+                Some("max_tokens"),
+            ),
+            (
+                r#"{"model":"m","messages":[],"temperature":"hot"}"#,
+                Some("temperature"),
+            ),
+            (
+                r#"{"model":"m","messages":[],"stream_options":{"include_usage":1}}"#,
+                Some("stream_options.include_usage"),
+            ),
+        ];
+        for (body, param) in cases {
+            let err = LlmRequest::extract(&mut req("/v1/chat/completions", body))
+                .await
+                .unwrap_err();
+            assert_eq!(err.status(), 400, "{body}");
+            let json = err.to_json(Dialect::OpenAi);
+            assert_eq!(json["error"]["param"].as_str(), param, "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn over_limit_is_413_by_header_or_by_reading() {
+        let mut r = req("/v1/chat/completions", r#"{"model":"m","messages":[]}"#);
+        r.extensions_mut().insert(BodyLimit(8));
+        assert_eq!(LlmRequest::extract(&mut r).await.unwrap_err().status(), 413);
+
+        let mut r = req("/v1/chat/completions", "{}");
+        r.headers_mut().insert(CONTENT_LENGTH, 1_000_000.into());
+        let err = LlmRequest::extract_with_limit(&mut r, 10)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 413);
+    }
+
+    #[test]
+    fn endpoints_from_paths() {
+        assert_eq!(
+            Endpoint::from_path("/v1/chat/completions"),
+            Some(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            Endpoint::from_path("/openai/v1/embeddings/"),
+            Some(Endpoint::Embeddings)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/messages"),
+            Some(Endpoint::Messages)
+        );
+        assert_eq!(Endpoint::from_path("/v1/models"), None);
+        assert_eq!(Dialect::from_path("/v1/messages"), Dialect::Anthropic);
+    }
+
+    #[test]
+    fn estimate_counts_text() {
+        let raw = Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"user","content":"aaaaaaaa"}]}"#,
+        );
+        let r = LlmRequest::parse(Endpoint::ChatCompletions, raw).unwrap();
+        // "user" + "aaaaaaaa" = 12 chars -> 3 tokens, plus 4 for the message.
+        assert_eq!(r.estimated_input_tokens(), 7);
+    }
+}
