@@ -30,6 +30,7 @@ mod body;
 mod macros;
 
 pub mod error;
+pub mod outcome;
 pub mod request;
 pub mod sse;
 

@@ -1,0 +1,244 @@
+//! The observed response: [`Outcome`], resolved exactly once per response.
+//!
+//! The first layer that needs to know how a response ended wraps the response body in
+//! an observing body and puts an [`Outcome`] handle in the response extensions; every
+//! later layer attaches to the same handle. The observing body forwards each frame the
+//! moment it arrives (it never buffers a stream) and reads it on the side: usage from
+//! the JSON body or, for streams, from an incremental SSE parse; bytes; the time to the
+//! first byte; and how the body ended.
+//!
+//! The outcome resolves **exactly once**, on whichever comes first:
+//!
+//! | event | [`End`] |
+//! |---|---|
+//! | the stream's terminal event (`data: [DONE]`) | [`End::Complete`] |
+//! | the body ends (`None`, or `is_end_stream()` after a frame) | [`End::Complete`] (a stream without its terminal event: [`End::UpstreamError`]) |
+//! | the body yields an error (upstream reset, idle timeout) | [`End::UpstreamError`] |
+//! | the body is dropped before its end (the client disconnected) | [`End::ClientGone`], with the usage seen so far |
+//!
+//! A stream counts as complete as soon as its terminal event went through, even if the
+//! client then closes the connection before the body's end: the official `openai` SDK
+//! does exactly that.
+//!
+//! Metering, rate-limit settlement, cache fill and logging all read this one handle,
+//! with [`Outcome::on_resolve`] (a callback run inline when the body resolves: keep it
+//! cheap, e.g. send to a channel) or by awaiting [`Outcome::resolved`].
+//!
+//! ```
+//! use tollgate::outcome::{Outcome, ObserveLayer, End};
+//! use tollgate::Body;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let svc = ServiceBuilder::new()
+//!     .layer(ObserveLayer::new())
+//!     .service_fn(|_req: Request<Body>| async {
+//!         let body = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#;
+//!         let mut res = Response::new(Body::from(body));
+//!         res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+//!         Ok::<_, std::convert::Infallible>(res)
+//!     });
+//!
+//! let req = Request::post("/v1/chat/completions").body(Body::empty())?;
+//! let res = svc.oneshot(req).await?;
+//! let outcome = res.extensions().get::<Outcome>().cloned().expect("observed");
+//! res.into_body().collect().await?;
+//!
+//! let report = outcome.resolved().await;
+//! assert_eq!(report.end, End::Complete);
+//! assert_eq!(report.usage.unwrap().completion_tokens, 5);
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod layer;
+mod watch;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::StatusCode;
+
+pub use body::{observe, ObserveOptions};
+pub use layer::{Observe, ObserveLayer, ResponseFuture};
+
+/// Token usage as the provider reported it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Input tokens, cached ones included.
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (Anthropic).
+    pub cache_write_tokens: u64,
+}
+
+impl Usage {
+    /// Usage with these input and output counts.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            ..Usage::default()
+        }
+    }
+
+    /// Sets the cached input tokens.
+    pub fn with_cached(mut self, cached_tokens: u64) -> Self {
+        self.cached_tokens = cached_tokens;
+        self
+    }
+}
+
+/// How a response body ended. See the [module docs](crate::outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    /// Everything was delivered (for streams: the terminal event went through).
+    Complete,
+    /// The upstream failed mid-body (reset, timeout, a stream cut before its end).
+    UpstreamError,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+/// What an [`Outcome`] resolved to.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Report {
+    /// The response status.
+    pub status: StatusCode,
+    /// How the body ended.
+    pub end: End,
+    /// Whether the body was an event stream.
+    pub stream: bool,
+    /// Usage reported by the provider; `None` when it reported none (yet).
+    pub usage: Option<Usage>,
+    /// Characters of generated text seen, for estimates when usage is missing.
+    pub output_chars: u64,
+    /// The provider's finish reason, when seen.
+    pub finish_reason: Option<String>,
+    /// From the start of the request to the first body byte.
+    pub ttfb: Option<Duration>,
+    /// From the start of the request to the resolution.
+    pub elapsed: Duration,
+    /// Body bytes delivered.
+    pub bytes: u64,
+}
+
+impl Report {
+    /// Completion tokens: the reported count, or an estimate of one token per four
+    /// characters of streamed text when the provider reported none.
+    pub fn completion_tokens(&self) -> u64 {
+        match self.usage {
+            Some(usage) => usage.completion_tokens,
+            None => self.output_chars.div_ceil(4),
+        }
+    }
+
+    /// Whether the token counts came from the provider (not estimated).
+    pub fn usage_is_exact(&self) -> bool {
+        self.usage.is_some()
+    }
+}
+
+type Callback = Box<dyn FnOnce(&Report) + Send>;
+
+enum State {
+    Pending(Vec<Callback>),
+    Resolved(Arc<Report>),
+}
+
+/// A shared handle onto how one response ends. See the [module docs](crate::outcome).
+///
+/// Cheap to clone; found in the response extensions of any response that went through
+/// an observing layer.
+#[derive(Clone)]
+pub struct Outcome {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    done: tokio::sync::watch::Sender<Option<Arc<Report>>>,
+}
+
+impl Outcome {
+    pub(crate) fn new() -> Self {
+        Outcome {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::Pending(Vec::new())),
+                done: tokio::sync::watch::Sender::new(None),
+            }),
+        }
+    }
+
+    /// Runs `f` once with the report: when the outcome resolves, or right away if it
+    /// already has. `f` runs inline in the body's poll or drop: keep it short and
+    /// non-blocking (hand the report to a channel or a spawned task for slow work).
+    pub fn on_resolve<F>(&self, f: F)
+    where
+        F: FnOnce(&Report) + Send + 'static,
+    {
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *state {
+            State::Pending(callbacks) => callbacks.push(Box::new(f)),
+            State::Resolved(report) => {
+                let report = report.clone();
+                drop(state);
+                f(&report);
+            }
+        }
+    }
+
+    /// The report, if the outcome has resolved.
+    pub fn report(&self) -> Option<Arc<Report>> {
+        self.shared.done.borrow().clone()
+    }
+
+    /// Waits for the outcome to resolve.
+    pub async fn resolved(&self) -> Arc<Report> {
+        let mut rx = self.shared.done.subscribe();
+        let report = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives in self");
+        report.clone().expect("waited for Some")
+    }
+
+    /// Resolves the outcome; later calls are ignored. Returns whether this call did it.
+    pub(crate) fn resolve(&self, report: Report) -> bool {
+        let report = Arc::new(report);
+        let callbacks = {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            match std::mem::replace(&mut *state, State::Resolved(report.clone())) {
+                State::Pending(callbacks) => callbacks,
+                resolved @ State::Resolved(_) => {
+                    *state = resolved;
+                    return false;
+                }
+            }
+        };
+        self.shared.done.send_replace(Some(report.clone()));
+        for callback in callbacks {
+            callback(&report);
+        }
+        true
+    }
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outcome")
+            .field("report", &self.report())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! Reading usage off a response as it streams by, per dialect.
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+use super::Usage;
+use crate::sse::{Decoder, Event};
+use crate::Dialect;
+
+/// JSON bodies larger than this are forwarded without reading their usage.
+const JSON_CAPTURE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// What has been learnt from the body so far.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    pub(super) usage: Option<Usage>,
+    pub(super) output_chars: u64,
+    pub(super) finish_reason: Option<String>,
+    /// The stream's terminal event went through.
+    pub(super) terminal: bool,
+}
+
+/// How the body is read.
+pub(super) enum Watch {
+    /// An event stream, decoded incrementally.
+    Sse {
+        decoder: Decoder,
+        dialect: Dialect,
+        hide_usage_chunk: bool,
+    },
+    /// A JSON body: `Bytes` clones kept (under a cap) and parsed at the end.
+    Json { parts: Vec<Bytes>, len: usize },
+    /// Anything else: only bytes are counted.
+    Opaque,
+}
+
+impl Watch {
+    /// Reads one data frame. Returns the bytes to forward instead of the frame, when
+    /// events were dropped (only with `hide_usage_chunk`).
+    pub(super) fn on_data(&mut self, data: &Bytes, seen: &mut Seen) -> Option<Bytes> {
+        match self {
+            Watch::Sse {
+                decoder,
+                dialect,
+                hide_usage_chunk,
+            } => {
+                decoder.push(data);
+                if !*hide_usage_chunk {
+                    while let Some(event) = decoder.next_event() {
+                        on_event(*dialect, &event, seen);
+                    }
+                    return None;
+                }
+                // Hiding: forward complete events only, minus the usage-only chunk.
+                let mut out = BytesMut::new();
+                while let Some(event) = decoder.next_event() {
+                    if !on_event(*dialect, &event, seen) {
+                        out.extend_from_slice(event.raw());
+                    }
+                }
+                Some(out.freeze())
+            }
+            Watch::Json { parts, len } => {
+                if *len <= JSON_CAPTURE_LIMIT {
+                    *len += data.len();
+                    parts.push(data.clone());
+                }
+                None
+            }
+            Watch::Opaque => None,
+        }
+    }
+
+    /// The body ended: reads what is left. Returns bytes still to forward (events that
+    /// were held back while hiding).
+    pub(super) fn on_end(&mut self, seen: &mut Seen) -> Option<Bytes> {
+        match self {
+            Watch::Sse {
+                decoder,
+                dialect,
+                hide_usage_chunk,
+            } => {
+                let mut out = BytesMut::new();
+                while let Some(event) = decoder.finish() {
+                    if !on_event(*dialect, &event, seen) && *hide_usage_chunk {
+                        out.extend_from_slice(event.raw());
+                    }
+                }
+                (!out.is_empty()).then(|| out.freeze())
+            }
+            Watch::Json { parts, len } => {
+                if *len <= JSON_CAPTURE_LIMIT {
+                    let body: Cow<'_, [u8]> = match parts.as_slice() {
+                        [one] => Cow::Borrowed(one),
+                        many => Cow::Owned(many.concat()),
+                    };
+                    on_json_body(&body, seen);
+                }
+                None
+            }
+            Watch::Opaque => None,
+        }
+    }
+
+    /// Whether a body that ends now ended early (a stream without its terminal event).
+    pub(super) fn ended_early(&self, seen: &Seen) -> bool {
+        matches!(
+            self,
+            Watch::Sse {
+                dialect: Dialect::OpenAi,
+                ..
+            }
+        ) && !seen.terminal
+    }
+}
+
+/// Reads one event. Returns true when it is the usage-only chunk that the gateway asked
+/// for on the client's behalf (to be hidden from a client that did not ask for it).
+fn on_event(dialect: Dialect, event: &Event, seen: &mut Seen) -> bool {
+    let Some(data) = event.data() else {
+        return false;
+    };
+    match dialect {
+        Dialect::OpenAi => on_openai_chunk(data, seen),
+        // Anthropic and Gemini streams are read by their provider modules.
+        _ => false,
+    }
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    /// DeepSeek's name for cached input tokens.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(wire: WireUsage) -> Usage {
+        let cached = wire
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .or(wire.prompt_cache_hit_tokens)
+            .unwrap_or(0);
+        Usage::new(wire.prompt_tokens, wire.completion_tokens).with_cached(cached)
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+fn on_openai_chunk(data: &str, seen: &mut Seen) -> bool {
+    if data.trim() == "[DONE]" {
+        seen.terminal = true;
+        return false;
+    }
+    let Ok(chunk) = serde_json::from_str::<Chunk<'_>>(data) else {
+        return false; // not ours to judge: forwarded as is
+    };
+    for choice in &chunk.choices {
+        if let Some(delta) = &choice.delta {
+            let text =
+                |s: &Option<Cow<'_, str>>| s.as_deref().map_or(0, |s| s.chars().count() as u64);
+            seen.output_chars += text(&delta.content) + text(&delta.reasoning_content);
+            for call in delta.tool_calls.iter().flatten() {
+                if let Some(f) = &call.function {
+                    seen.output_chars += text(&f.name) + text(&f.arguments);
+                }
+            }
+        }
+        if let Some(reason) = &choice.finish_reason {
+            seen.finish_reason = Some(reason.clone());
+        }
+    }
+    match chunk.usage {
+        Some(usage) => {
+            seen.usage = Some(usage.into());
+            chunk.choices.is_empty()
+        }
+        None => false,
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonBody {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    choices: Vec<JsonChoice>,
+}
+
+#[derive(Deserialize)]
+struct JsonChoice {
+    #[serde(default)]
+    message: Option<JsonMessage>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JsonMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+fn on_json_body(body: &[u8], seen: &mut Seen) {
+    let Ok(parsed) = serde_json::from_slice::<JsonBody>(body) else {
+        return;
+    };
+    for choice in parsed.choices {
+        if let Some(content) = choice.message.and_then(|m| m.content) {
+            seen.output_chars += content.chars().count() as u64;
+        }
+        if choice.finish_reason.is_some() {
+            seen.finish_reason = choice.finish_reason;
+        }
+    }
+    seen.usage = parsed.usage.map(Usage::from);
+}
