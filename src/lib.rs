@@ -32,6 +32,9 @@ mod macros;
 pub mod error;
 pub mod request;
 pub mod sse;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use body::Body;
 pub use request::{Dialect, Endpoint};
