@@ -33,6 +33,9 @@ pub mod error;
 pub mod outcome;
 pub mod request;
 pub mod sse;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use body::Body;
 pub use request::{Dialect, Endpoint};

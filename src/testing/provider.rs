@@ -1,0 +1,327 @@
+//! [`MockProvider`]: the in-process service, its shared state and the routing.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use tokio::sync::{watch, Semaphore};
+
+use super::body::{EventBody, Events};
+use super::script::Script;
+use super::{embeddings, openai};
+use crate::{Body, BoxError};
+
+/// How many requests [`MockProvider::requests`] keeps.
+const RECORDED: usize = 64;
+
+/// A mock LLM provider: a [`tower_service::Service`] answering like the OpenAI API,
+/// deterministically, scripted per request by `x-mock-*` headers.
+///
+/// Clones share one state (recorded requests, counters, held streams). See the
+/// [module docs](super) for the routes, the answers and the header table.
+#[derive(Clone)]
+pub struct MockProvider {
+    shared: Arc<Shared>,
+}
+
+/// One request the mock received, as [`MockProvider::requests`] returns it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// The request method.
+    pub method: Method,
+    /// The request URI (over HTTP, the path and query only).
+    pub uri: Uri,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The complete request body.
+    pub body: Bytes,
+}
+
+/// The state every clone of a [`MockProvider`] shares.
+pub(crate) struct Shared {
+    recorded: Mutex<VecDeque<RecordedRequest>>,
+    request_count: AtomicU64,
+    streams_completed: AtomicU64,
+    /// `streams_cancelled`, in a watch channel so waiters wake when it moves.
+    streams_cancelled: watch::Sender<u64>,
+    /// Permits for streams held before their last content chunk.
+    held: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub(crate) fn stream_completed(&self) {
+        self.streams_completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stream_cancelled(&self) {
+        self.streams_cancelled.send_modify(|n| *n += 1);
+    }
+
+    /// Waits for one permit from [`MockProvider::release_held`] and uses it up.
+    pub(crate) fn acquire_held(&self) -> impl Future<Output = ()> + Send + 'static {
+        let held = Arc::clone(&self.held);
+        async move {
+            // The semaphore is never closed, so this only fails if it were.
+            if let Ok(permit) = held.acquire_owned().await {
+                permit.forget();
+            }
+        }
+    }
+
+    /// Records a request and returns its number (1 for the first).
+    fn record(&self, parts: &http::request::Parts, body: &Bytes) -> u64 {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        if recorded.len() == RECORDED {
+            recorded.pop_front();
+        }
+        recorded.push_back(RecordedRequest {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+        self.request_count.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+// ===== impl MockProvider =====
+
+impl MockProvider {
+    /// A fresh mock with no recorded requests.
+    pub fn new() -> Self {
+        MockProvider {
+            shared: Arc::new(Shared {
+                recorded: Mutex::new(VecDeque::with_capacity(RECORDED)),
+                request_count: AtomicU64::new(0),
+                streams_completed: AtomicU64::new(0),
+                streams_cancelled: watch::Sender::new(0),
+                held: Arc::new(Semaphore::new(0)),
+            }),
+        }
+    }
+
+    /// Lets `n` streams that wait before their last content chunk
+    /// (`x-mock-hold-last: true`) go on. Permits not yet needed are kept: a stream
+    /// that reaches its hold later passes straight through.
+    pub fn release_held(&self, n: usize) {
+        self.shared.held.add_permits(n);
+    }
+
+    /// The last 64 requests received, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        let recorded = self
+            .shared
+            .recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        recorded.iter().cloned().collect()
+    }
+
+    /// How many requests the mock received (counted once their body was read).
+    pub fn request_count(&self) -> u64 {
+        self.shared.request_count.load(Ordering::Relaxed)
+    }
+
+    /// How many stream bodies sent every event, including the terminal `data: [DONE]`.
+    pub fn streams_completed(&self) -> u64 {
+        self.shared.streams_completed.load(Ordering::Relaxed)
+    }
+
+    /// How many stream bodies were dropped before they finished: the client or its
+    /// connection went away. A stream that ended with a scripted reset is not counted.
+    pub fn streams_cancelled(&self) -> u64 {
+        *self.shared.streams_cancelled.borrow()
+    }
+
+    /// Resolves once [`streams_cancelled`](Self::streams_cancelled) is at least `n`.
+    pub async fn wait_for_cancelled(&self, n: u64) {
+        let mut rx = self.shared.streams_cancelled.subscribe();
+        // The sender lives in `self.shared`, so the channel cannot close meanwhile.
+        let _ = rx.wait_for(|count| *count >= n).await;
+    }
+}
+
+impl Default for MockProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MockProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockProvider")
+            .field("request_count", &self.request_count())
+            .field("streams_completed", &self.streams_completed())
+            .field("streams_cancelled", &self.streams_cancelled())
+            .finish()
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for MockProvider
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        let shared = Arc::clone(&self.shared);
+        ResponseFuture(Box::pin(async move { Ok(handle(shared, req).await) }))
+    }
+}
+
+/// The response future of [`MockProvider`].
+pub struct ResponseFuture(Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>);
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+// ===== routing =====
+
+/// The operations the mock serves, recognised by the end of the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    ChatCompletions,
+    Embeddings,
+    Models,
+}
+
+impl Route {
+    fn new(method: &Method, path: &str) -> Option<Route> {
+        let path = path.trim_end_matches('/');
+        match *method {
+            Method::POST if path.ends_with("/chat/completions") => Some(Route::ChatCompletions),
+            Method::POST if path.ends_with("/embeddings") => Some(Route::Embeddings),
+            Method::GET if path.ends_with("/models") => Some(Route::Models),
+            _ => None,
+        }
+    }
+}
+
+/// What a dialect handler answers, before the script's body effects are applied.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A complete `application/json` body.
+    Json(Bytes),
+    /// A `text/event-stream` played back frame by frame.
+    Stream(Events),
+}
+
+/// A request body a handler cannot answer: a 400 naming the field at fault, rendered in
+/// the route's dialect.
+#[derive(Debug)]
+pub(crate) struct BadRequest {
+    message: String,
+    param: &'static str,
+}
+
+impl BadRequest {
+    pub(crate) fn new(message: impl Into<String>, param: &'static str) -> BadRequest {
+        BadRequest {
+            message: message.into(),
+            param,
+        }
+    }
+}
+
+/// Request context a handler needs besides the body.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    /// The request number, for ids (`chatcmpl-mock-<n>`, `call_mock_<n>`).
+    pub(crate) n: u64,
+    pub(crate) script: &'a Script,
+}
+
+async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            let err: BoxError = err.into();
+            let message = format!("Could not read the request body: {err}");
+            return openai::error(StatusCode::BAD_REQUEST, message, None);
+        }
+    };
+    let n = shared.record(&parts, &body);
+
+    let Some(route) = Route::new(&parts.method, parts.uri.path()) else {
+        return openai::invalid_url(&parts.method, &parts.uri);
+    };
+    let script = match Script::from_headers(&parts.headers) {
+        Ok(script) => script,
+        Err(err) => {
+            let message = err.to_string();
+            return openai::error(StatusCode::BAD_REQUEST, message, Some(err.header));
+        }
+    };
+    if !script.latency.is_zero() {
+        tokio::time::sleep(script.latency).await;
+    }
+    if let Some(status) = script.status {
+        return openai::scripted_error(status, &body);
+    }
+    let ctx = Ctx { n, script: &script };
+    let reply = match route {
+        Route::ChatCompletions => openai::chat_completions(&ctx, &body),
+        Route::Embeddings => embeddings::embeddings(&ctx, &body),
+        Route::Models => Ok(openai::models(&ctx)),
+    };
+    match reply {
+        Ok(reply) => respond(reply, &script, shared),
+        Err(err) => openai::error(StatusCode::BAD_REQUEST, err.message, Some(err.param)),
+    }
+}
+
+/// Turns a reply into the response, applying the script's delays, hold and reset.
+fn respond(reply: Reply, script: &Script, shared: Arc<Shared>) -> Response<Body> {
+    match reply {
+        Reply::Json(bytes) => {
+            let body = if script.reset_after.is_some() {
+                Body::new(EventBody::reset())
+            } else {
+                Body::from(bytes)
+            };
+            let mut res = Response::new(body);
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res
+        }
+        Reply::Stream(events) => {
+            let mut res = Response::new(Body::new(EventBody::stream(events, script, shared)));
+            let headers = res.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            res
+        }
+    }
+}
