@@ -1,2 +1,270 @@
-//! The example gateway (work in progress).
-fn main() {}
+//! The tollgate gateway: one OpenAI-compatible entry point in front of many providers.
+//!
+//! With no configuration at all it serves the in-process mock provider, so it runs on a
+//! fresh machine with no keys and no network:
+//!
+//! ```text
+//! cargo run --release --features full --example gateway
+//! curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
+//!   -d '{"model":"mock/echo","messages":[{"role":"user","content":"hello"}]}'
+//! ```
+//!
+//! Environment (see the README for the full table):
+//!
+//! - `TOLLGATE_LISTEN`: address to serve on (default `127.0.0.1:8080`; port 0 picks one).
+//! - `OPENAI_API_KEY` / `OPENAI_BASE_URL`: models other than `mock/...` go to OpenAI
+//!   (or any OpenAI-compatible base URL) when the key is set.
+//! - `RUST_LOG`: log filter (default `info`).
+//!
+//! It prints `listening on http://ADDR` on stdout once it accepts connections.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use http::header::{HeaderName, AUTHORIZATION};
+use tollgate::error::{ErrorKind, GatewayError};
+use tollgate::outcome::{observe, ObserveOptions, Outcome};
+use tollgate::request::LlmRequest;
+use tollgate::testing::MockServer;
+use tollgate::upstream::{ApiKey, Target, Upstream};
+use tollgate::{Dialect, Endpoint};
+use tower::ServiceBuilder;
+use tower::ServiceExt as _;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tracing_subscriber::EnvFilter;
+
+/// Where each model goes: the in-process mock for `mock/...`, OpenAI (when configured)
+/// for the rest.
+#[derive(Clone)]
+struct Providers {
+    upstream: Upstream,
+    mock: Target,
+    openai: Option<Target>,
+}
+
+impl Providers {
+    fn target_for(&self, model: &str) -> Option<&Target> {
+        if model.starts_with("mock/") {
+            Some(&self.mock)
+        } else {
+            self.openai.as_ref()
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    if std::env::var_os("TOLLGATE_MASTER_KEY").is_some() {
+        // Failing closed: serving openly while the operator asked for keys would be worse.
+        return Err(
+            "TOLLGATE_MASTER_KEY is set, but this build has no authentication layer yet; \
+                    unset it to run an open gateway"
+                .into(),
+        );
+    }
+    tracing::warn!("no TOLLGATE_MASTER_KEY: the gateway is open to anyone who can reach it");
+
+    let mock = MockServer::start().await?;
+    tracing::info!(base_url = %mock.base_url(), "mock provider serving models mock/<name>");
+    let openai = match std::env::var("OPENAI_API_KEY") {
+        Ok(key) if !key.is_empty() => {
+            let base = std::env::var("OPENAI_BASE_URL")
+                .unwrap_or_else(|_| "https://api.openai.com/v1".into());
+            let target = Target::openai_compatible("openai", &base)
+                .map_err(|e| format!("OPENAI_BASE_URL: {e}"))?
+                .with_api_key(ApiKey::new(key));
+            tracing::info!(base_url = %base, "OPENAI_API_KEY set: other models go to this provider");
+            Some(target)
+        }
+        _ => {
+            tracing::info!("OPENAI_API_KEY not set: only mock/<name> models are served");
+            None
+        }
+    };
+    let providers = Providers {
+        upstream: Upstream::builder().build(),
+        mock: Target::openai_compatible("mock", &mock.base_url())?,
+        openai,
+    };
+
+    let app = router(providers);
+    let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
+        .unwrap_or_else(|_| "127.0.0.1:8080".into())
+        .parse()
+        .map_err(|e| format!("TOLLGATE_LISTEN: {e} (expected host:port, e.g. 127.0.0.1:8080)"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        format!("cannot listen on {listen}: {e}; set TOLLGATE_LISTEN to a free address")
+    })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "tollgate gateway ready");
+    println!("listening on http://{addr}");
+    // TCP_NODELAY: without it the first SSE event can wait for the peer's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    drop(mock);
+    Ok(())
+}
+
+fn router(providers: Providers) -> Router {
+    let llm = tower::service_fn(move |req: Request| dispatch(providers.clone(), req));
+    let x_request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route_service("/v1/chat/completions", post_only(llm.clone()))
+        .route_service("/v1/embeddings", post_only(llm))
+        .route("/v1/models", get(models))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    x_request_id.clone(),
+                    MakeRequestUuid,
+                ))
+                .layer(PropagateRequestIdLayer::new(x_request_id))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    AUTHORIZATION,
+                    HeaderName::from_static("x-api-key"),
+                ]))
+                .layer(middleware::from_fn(access_log)),
+        )
+}
+
+/// Only `POST` reaches the LLM service; other methods get a 405 in OpenAI's shape.
+fn post_only<S>(svc: S) -> axum::routing::MethodRouter
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    post(move |req: Request| svc.clone().oneshot(req)).fallback(|| async {
+        let err = GatewayError::invalid_request("Use POST for this endpoint.")
+            .with_status(http::StatusCode::METHOD_NOT_ALLOWED);
+        axum_response(err.to_response(Dialect::OpenAi))
+    })
+}
+
+/// Sends a parsed request to the provider serving its model.
+async fn dispatch(providers: Providers, mut req: Request) -> Result<Response, Infallible> {
+    let llm = match LlmRequest::extract(&mut req).await {
+        Ok(llm) => llm,
+        Err(err) => {
+            return Ok(axum_response(
+                err.to_response(Dialect::from_path(req.uri().path())),
+            ))
+        }
+    };
+    let Some(target) = providers.target_for(llm.model()) else {
+        return Ok(axum_response(
+            GatewayError::model_not_found(llm.model()).to_response(llm.dialect()),
+        ));
+    };
+    req.extensions_mut().insert(target.clone());
+    let res = providers.upstream.oneshot(req).await?;
+    Ok(axum_response(res))
+}
+
+/// One log line per request, written when its outcome resolves (so it has the TTFB and
+/// how the answer ended). Parsing here makes the model known to the log even for
+/// requests that fail later.
+async fn access_log(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let endpoint = Endpoint::from_path(&path);
+    let mut model = None;
+    let res = match endpoint {
+        Some(_) if method == http::Method::POST => match LlmRequest::extract(&mut req).await {
+            Ok(llm) => {
+                model = Some(llm.model().to_owned());
+                next.run(req).await
+            }
+            Err(err) => axum_response(err.to_response(Dialect::from_path(&path))),
+        },
+        _ => next.run(req).await,
+    };
+    let res = observe(res, ObserveOptions::new(started).endpoint(endpoint));
+    if let Some(outcome) = res.extensions().get::<Outcome>() {
+        outcome.on_resolve(move |report| {
+            let usage = report.usage.unwrap_or_default();
+            tracing::info!(
+                %method,
+                path,
+                model = model.as_deref().unwrap_or("-"),
+                status = report.status.as_u16(),
+                latency_ms = report.elapsed.as_secs_f64() * 1e3,
+                ttfb_ms = report.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1e3),
+                end = ?report.end,
+                prompt_tokens = usage.prompt_tokens,
+                completion_tokens = report.completion_tokens(),
+                "request"
+            );
+        });
+    }
+    axum_response(res)
+}
+
+async fn models() -> Json<serde_json::Value> {
+    let ids = ["mock/echo", "mock/gpt-4o-mini", "mock/tools"];
+    let data: Vec<_> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "tollgate-mock"}))
+        .collect();
+    Json(serde_json::json!({"object": "list", "data": data}))
+}
+
+async fn not_found(req: Request) -> Response {
+    let err = GatewayError::new(
+        ErrorKind::NotFound,
+        format!("No route for {} {}.", req.method(), req.uri().path()),
+    );
+    axum_response(err.to_response(Dialect::from_path(req.uri().path())))
+}
+
+fn axum_response(res: http::Response<tollgate::Body>) -> Response {
+    res.into_response()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut sig) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            sig.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

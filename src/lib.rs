@@ -36,6 +36,9 @@ pub mod sse;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "upstream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "upstream")))]
+pub mod upstream;
 
 pub use body::Body;
 pub use request::{Dialect, Endpoint};

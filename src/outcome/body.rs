@@ -42,6 +42,7 @@ impl ObserveOptions {
 
     /// Drop the usage-only chunk of an OpenAI stream from what is forwarded (the
     /// gateway asked for it with `stream_options.include_usage`, the client did not).
+    #[cfg_attr(not(feature = "upstream"), allow(dead_code))]
     pub(crate) fn hide_usage_chunk(mut self, hide: bool) -> Self {
         self.hide_usage_chunk = hide;
         self

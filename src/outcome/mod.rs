@@ -31,7 +31,7 @@
 //! use http_body_util::BodyExt;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main] async fn main() -> Result<(), tollgate::BoxError> {
 //! let svc = ServiceBuilder::new()
 //!     .layer(ObserveLayer::new())
 //!     .service_fn(|_req: Request<Body>| async {

@@ -1,0 +1,623 @@
+//! The [`Upstream`] service.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::time::{timeout_at, Instant};
+use tower_service::Service;
+
+use super::body::{IdleTimeoutBody, Prefixed, StreamErrorEvent};
+use super::redact::redact;
+use super::Target;
+use crate::error::{ErrorKind, GatewayError};
+use crate::outcome::{observe, ObserveOptions};
+use crate::request::LlmRequest;
+use crate::sse::Decoder;
+use crate::{Body, BoxError, Dialect, Endpoint};
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Error bodies larger than this are cut before they are read for a message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Non-stream answers larger than this are refused (they are read whole to be checked).
+const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Headers of the client's request that are not forwarded: hop-by-hop headers, the
+/// client's own credentials, and `accept-encoding` (the gateway reads the answer, so
+/// it asks for it uncompressed).
+const REQUEST_HEADERS_DROPPED: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "accept-encoding",
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+    // The client must not pick the organisation or project billed on the gateway's key.
+    "openai-organization",
+    "openai-project",
+];
+
+/// Headers of the provider's answer that are not passed on: hop-by-hop headers and
+/// facts about the gateway's provider account.
+const RESPONSE_HEADERS_DROPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "x-request-id",
+];
+
+/// The leaf service that sends requests to providers. See the [module docs](super).
+///
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Upstream {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: HttpsClient,
+    default_target: Option<Target>,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    request_stream_usage: bool,
+}
+
+/// Builds an [`Upstream`]. Made by [`Upstream::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct UpstreamBuilder {
+    default_target: Option<Target>,
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    pool_idle_timeout: Duration,
+    request_stream_usage: bool,
+}
+
+impl UpstreamBuilder {
+    /// The target for requests that carry no [`Target`] extension.
+    pub fn default_target(mut self, target: Target) -> Self {
+        self.default_target = Some(target);
+        self
+    }
+
+    /// Time allowed to open a TCP connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed from sending the request to the response head and, for streams,
+    /// the first event (default 300 s: a long non-stream answer only starts when it is
+    /// complete).
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = timeout;
+        self
+    }
+
+    /// Longest silence allowed between two frames of an answer (default 120 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long an unused pooled connection is kept (default 90 s).
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// Ask OpenAI-dialect providers for usage in streams
+    /// (`stream_options.include_usage`) so streams can be metered; the extra chunk is
+    /// hidden from clients that did not ask for it. Default true.
+    pub fn request_stream_usage(mut self, enabled: bool) -> Self {
+        self.request_stream_usage = enabled;
+        self
+    }
+
+    /// Builds the service and its connection pool (no connection is opened yet).
+    pub fn build(self) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(self.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("the ring provider supports the default TLS versions")
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .build(https);
+        Upstream {
+            shared: Arc::new(Shared {
+                client,
+                default_target: self.default_target,
+                first_byte_timeout: self.first_byte_timeout,
+                idle_timeout: self.idle_timeout,
+                request_stream_usage: self.request_stream_usage,
+            }),
+        }
+    }
+}
+
+impl Upstream {
+    /// A builder with the default timeouts and no default target.
+    pub fn builder() -> UpstreamBuilder {
+        UpstreamBuilder {
+            default_target: None,
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
+            pool_idle_timeout: Duration::from_secs(90),
+            request_stream_usage: true,
+        }
+    }
+
+    /// An upstream that sends every request without a [`Target`] extension to `target`.
+    pub fn new(target: Target) -> Upstream {
+        Upstream::builder().default_target(target).build()
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("default_target", &self.shared.default_target)
+            .field("first_byte_timeout", &self.shared.first_byte_timeout)
+            .field("idle_timeout", &self.shared.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for Upstream
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The pool opens connections on demand; there is nothing to wait for.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        let shared = self.shared.clone();
+        ResponseFuture {
+            inner: Box::pin(async move { Ok(forward(shared, req.map(Body::new)).await) }),
+        }
+    }
+}
+
+/// Response future of [`Upstream`].
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let deadline = Instant::now() + shared.first_byte_timeout;
+    let llm = match LlmRequest::extract(&mut req).await {
+        Ok(llm) => llm,
+        Err(err) => return err.to_response(Dialect::from_path(req.uri().path())),
+    };
+    let dialect = llm.dialect();
+    let target = match req
+        .extensions()
+        .get::<Target>()
+        .or(shared.default_target.as_ref())
+    {
+        Some(target) => target.clone(),
+        None => {
+            return GatewayError::new(
+                ErrorKind::Internal,
+                "No upstream target is configured for this request; give the Upstream a \
+                 default target or put a Target in the request extensions.",
+            )
+            .to_response(dialect)
+        }
+    };
+    if target.dialect() != dialect {
+        return GatewayError::invalid_request(format!(
+            "The target `{}` speaks {:?} and this route speaks {:?}; translation between \
+             dialects is not available yet.",
+            target.name(),
+            target.dialect(),
+            dialect
+        ))
+        .to_response(dialect);
+    }
+    let add_usage = shared.request_stream_usage
+        && llm.endpoint() == Endpoint::ChatCompletions
+        && llm.is_stream()
+        && !llm.include_usage();
+    let out = match build_request(&req, &llm, &target, add_usage) {
+        Ok(out) => out,
+        Err(err) => return err.to_response(dialect),
+    };
+    let name: Arc<str> = target.name().into();
+    let options = ObserveOptions::new(started).endpoint(Some(llm.endpoint()));
+    let secrets: Vec<&str> = target.api_key().map(|k| k.expose()).into_iter().collect();
+
+    let res = match timeout_at(deadline, shared.client.request(out)).await {
+        Err(_) => {
+            return observed(
+                GatewayError::timeout(format!(
+                    "The provider `{name}` did not answer within {:?}.",
+                    shared.first_byte_timeout
+                )),
+                dialect,
+                options,
+            )
+        }
+        Ok(Err(err)) => {
+            let err = redact(&error_chain(&err), &secrets);
+            tracing::warn!(target = %name, error = %err, "provider request failed");
+            return observed(
+                GatewayError::upstream(format!(
+                    "The provider `{name}` could not be reached: {err}."
+                )),
+                dialect,
+                options,
+            );
+        }
+        Ok(Ok(res)) => res,
+    };
+    let (mut parts, body) = res.into_parts();
+    let body = IdleTimeoutBody::new(body, shared.idle_timeout);
+    filter_response_headers(&mut parts.headers);
+    if let Ok(value) = HeaderValue::from_str(&name) {
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-tollgate-target"), value);
+    }
+
+    if !parts.status.is_success() {
+        let bytes = read_capped(body, ERROR_BODY_LIMIT).await;
+        let retry_after = parts.headers.get(header::RETRY_AFTER).cloned();
+        let err = map_upstream_error(parts.status, &bytes, &name, &secrets, retry_after.as_ref());
+        tracing::info!(target = %name, status = parts.status.as_u16(), "provider answered with an error");
+        return observed(err, dialect, options);
+    }
+
+    let is_sse = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        // A complete answer: read it (bounded), check it is JSON, then send it.
+        let bytes = match timeout_at(deadline, Limited::new(body, ANSWER_LIMIT).collect()).await {
+            Err(_) => {
+                return observed(
+                    GatewayError::timeout(format!(
+                        "The provider `{name}` did not finish its answer in time."
+                    )),
+                    dialect,
+                    options,
+                )
+            }
+            Ok(Err(err)) => {
+                return observed(
+                    GatewayError::upstream(format!(
+                        "The provider `{name}` failed while sending its answer: {}.",
+                        redact(&err.to_string(), &secrets)
+                    )),
+                    dialect,
+                    options,
+                )
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            tracing::warn!(target = %name, bytes = bytes.len(), "provider answered with malformed JSON");
+            return observed(
+                GatewayError::upstream(format!(
+                    "The provider `{name}` returned a malformed response."
+                )),
+                dialect,
+                options,
+            );
+        }
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return observe(Response::from_parts(parts, Full::new(bytes)), options);
+    }
+
+    // A stream: commit only once its first event arrived and looks right, so a
+    // provider that fails at once can still be answered with a proper error.
+    let mut body = Box::pin(body);
+    let mut decoder = Decoder::new();
+    let mut prefix = VecDeque::new();
+    let first = loop {
+        let frame = match timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return observed(
+                    GatewayError::timeout(format!(
+                        "The provider `{name}` sent no event within {:?}.",
+                        shared.first_byte_timeout
+                    )),
+                    dialect,
+                    options,
+                )
+            }
+            Ok(None) => break None,
+            Ok(Some(Err(err))) => {
+                return observed(
+                    GatewayError::upstream(format!(
+                        "The provider `{name}` failed before its first event: {}.",
+                        redact(&err.to_string(), &secrets)
+                    )),
+                    dialect,
+                    options,
+                )
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            decoder.push(&data);
+            prefix.push_back(data);
+            if let Some(event) =
+                std::iter::from_fn(|| decoder.next_event()).find(|e| e.data().is_some())
+            {
+                break Some(event);
+            }
+        }
+    };
+    let first_data = first.as_ref().and_then(|e| e.data());
+    match first_data.map(|d| serde_json::from_str::<Value>(d).map_err(|_| d)) {
+        Some(Ok(json)) if json.get("error").is_some() => {
+            let bytes = serde_json::to_vec(&json).unwrap_or_default();
+            return observed(
+                map_upstream_error(StatusCode::BAD_GATEWAY, &bytes, &name, &secrets, None),
+                dialect,
+                options,
+            );
+        }
+        Some(Ok(_)) => {}
+        Some(Err(data)) if data.trim() == "[DONE]" => {}
+        Some(Err(_)) | None => {
+            tracing::warn!(target = %name, "provider stream did not start with a JSON event");
+            return observed(
+                GatewayError::upstream(format!(
+                    "The provider `{name}` returned a malformed stream."
+                )),
+                dialect,
+                options,
+            );
+        }
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = Prefixed::new(prefix, body);
+    let res = observe(
+        Response::from_parts(parts, body),
+        options.hide_usage_chunk(add_usage),
+    );
+    res.map(|body| Body::new(StreamErrorEvent::new(body, dialect, name)))
+}
+
+/// A gateway error as an observed response, so outer layers see its outcome too.
+fn observed(err: GatewayError, dialect: Dialect, options: ObserveOptions) -> Response<Body> {
+    observe(err.to_response(dialect), options)
+}
+
+fn build_request(
+    req: &Request<Body>,
+    llm: &LlmRequest,
+    target: &Target,
+    add_usage: bool,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let body = if add_usage || target.model().is_some() {
+        let mut json = llm.json().clone();
+        let obj = json
+            .as_object_mut()
+            .expect("LlmRequest checked it is an object");
+        if let Some(model) = target.model() {
+            obj.insert("model".into(), Value::String(model.into()));
+        }
+        if add_usage {
+            let options = obj
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        Bytes::from(serde_json::to_vec(&json).expect("a JSON value serializes"))
+    } else {
+        // Same dialect, nothing to change: the client's bytes, untouched.
+        llm.raw().clone()
+    };
+    let mut uri = format!("{}{}", target.base_url(), llm.endpoint().path());
+    if let Some(query) = req.uri().query() {
+        uri.push('?');
+        uri.push_str(query);
+    }
+    let mut out = Request::post(uri).body(Full::new(body)).map_err(|err| {
+        GatewayError::new(
+            ErrorKind::Internal,
+            format!("Could not build the provider request: {err}."),
+        )
+    })?;
+    let headers = out.headers_mut();
+    for (name, value) in req.headers() {
+        let dropped = REQUEST_HEADERS_DROPPED.contains(&name.as_str())
+            || name.as_str().starts_with("x-tollgate-");
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(key) = target.api_key() {
+        let mut value =
+            HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
+                GatewayError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "The API key of target `{}` is not a valid header value.",
+                        target.name()
+                    ),
+                )
+            })?;
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    Ok(out)
+}
+
+fn filter_response_headers(headers: &mut HeaderMap) {
+    for name in RESPONSE_HEADERS_DROPPED {
+        headers.remove(*name);
+    }
+}
+
+/// Reads up to `limit` bytes of a body; errors end the read.
+async fn read_capped<B>(body: B, limit: usize) -> Bytes
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let take = data.len().min(limit - out.len());
+                    out.extend_from_slice(&data[..take]);
+                }
+            }
+            _ => break,
+        }
+    }
+    out.into()
+}
+
+/// Turns a provider's error answer into a gateway error with the provider's message,
+/// credentials redacted.
+fn map_upstream_error(
+    status: StatusCode,
+    body: &[u8],
+    name: &str,
+    secrets: &[&str],
+    retry_after: Option<&HeaderValue>,
+) -> GatewayError {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let error = json.as_ref().and_then(|j| j.get("error"));
+    let field = |key: &str| {
+        error
+            .and_then(|e| e.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let message = field("message")
+        .or_else(|| error.and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(500).collect();
+            if text.trim().is_empty() {
+                format!("status {status}")
+            } else {
+                text
+            }
+        });
+    let message = redact(&message, secrets);
+    let mut err = match status.as_u16() {
+        401 | 403 => GatewayError::upstream(format!(
+            "The provider `{name}` rejected the gateway's credentials ({status}): {message} \
+             Check the API key configured for this target."
+        )),
+        429 => {
+            let err = GatewayError::new(
+                ErrorKind::RateLimited,
+                format!("The provider `{name}` is rate limiting the gateway: {message}"),
+            );
+            match retry_after
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+            {
+                Some(secs) => err.with_retry_after(secs),
+                None => err,
+            }
+        }
+        404 => GatewayError::new(ErrorKind::ModelNotFound, message),
+        400..=499 => GatewayError::invalid_request(message).with_status(status),
+        _ => GatewayError::upstream(format!(
+            "The provider `{name}` failed ({status}): {message}"
+        )),
+    };
+    if (400..500).contains(&status.as_u16()) && !matches!(status.as_u16(), 401 | 403) {
+        if let Some(t) = field("type") {
+            err = err.with_type(t);
+        }
+        if let Some(code) = field("code") {
+            err = err.with_code(code);
+        }
+        if let Some(param) = field("param") {
+            err = err.with_param(param);
+        }
+    }
+    err
+}
+
+/// The error and its causes on one line (hyper-util's top error says little alone).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

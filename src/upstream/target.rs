@@ -1,0 +1,151 @@
+//! Where a request goes: [`Target`] and its secret [`ApiKey`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Uri;
+
+use crate::Dialect;
+
+/// A provider credential. Its `Debug` and `Display` never show the key, so it cannot
+/// end up in a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(Arc<str>);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The base URL of a target is not an absolute `http` or `https` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidBaseUrl(String);
+
+impl fmt::Display for InvalidBaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid base URL `{}`: expected an absolute http(s) URL such as https://api.openai.com/v1",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidBaseUrl {}
+
+/// The provider endpoint chosen for one attempt: base URL, dialect, credential and
+/// the model name to send.
+///
+/// [`Upstream`](super::Upstream) reads it from the request extensions (routing and
+/// failover put it there) or uses its default target.
+#[derive(Clone, Debug)]
+pub struct Target {
+    name: Arc<str>,
+    base_url: Arc<str>,
+    dialect: Dialect,
+    api_key: Option<ApiKey>,
+    model: Option<Arc<str>>,
+}
+
+impl Target {
+    /// An OpenAI-compatible target (OpenAI, DeepSeek, GLM, Qwen, vLLM, Ollama, ...).
+    /// `base_url` includes the version prefix: `https://api.openai.com/v1`.
+    pub fn openai_compatible(
+        name: impl Into<Arc<str>>,
+        base_url: &str,
+    ) -> Result<Target, InvalidBaseUrl> {
+        let uri: Uri = base_url
+            .parse()
+            .map_err(|_| InvalidBaseUrl(base_url.to_owned()))?;
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http" | "https"), Some(_)) => {}
+            _ => return Err(InvalidBaseUrl(base_url.to_owned())),
+        }
+        Ok(Target {
+            name: name.into(),
+            base_url: base_url.trim_end_matches('/').into(),
+            dialect: Dialect::OpenAi,
+            api_key: None,
+            model: None,
+        })
+    }
+
+    /// Sets the credential sent to this target.
+    pub fn with_api_key(mut self, key: ApiKey) -> Self {
+        self.api_key = Some(key);
+        self
+    }
+
+    /// Sends this model name instead of the one the client asked for (a deployment
+    /// name, or the name without a `provider/` prefix).
+    pub fn with_model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The target's name, shown in `x-tollgate-target` and in errors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The dialect the target speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The credential, if any.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        self.api_key.as_ref()
+    }
+
+    /// The model name to send instead of the client's, if any.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_print() {
+        let key = ApiKey::new("sk-secret-value");
+        let target = Target::openai_compatible("openai", "https://api.openai.com/v1/")
+            .unwrap()
+            .with_api_key(key.clone());
+        assert!(!format!("{target:?} {key} {key:?}").contains("sk-secret"));
+        assert_eq!(target.base_url(), "https://api.openai.com/v1");
+    }
+
+    #[test]
+    fn base_url_must_be_absolute_http() {
+        for bad in ["api.openai.com/v1", "ftp://x/v1", "", "http://"] {
+            assert!(Target::openai_compatible("x", bad).is_err(), "{bad}");
+        }
+    }
+}

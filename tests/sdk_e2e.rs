@@ -1,0 +1,102 @@
+//! Starts the example gateway and drives it with the official `openai` Python SDK.
+//!
+//! The SDK comes from `.venv` (made by `.ci/run`) or `TOLLGATE_PYTHON`. Without it the
+//! test is skipped with a printed reason, unless `TOLLGATE_REQUIRE_SDK=1` (CI sets it),
+//! in which case it fails.
+#![cfg(all(feature = "upstream", feature = "testing"))]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// Kills the gateway when the test ends, however it ends.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("TOLLGATE_PYTHON").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ];
+    candidates.into_iter().flatten().find(|py| {
+        Command::new(py)
+            .args(["-c", "import openai"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
+fn gateway_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --all-features`",
+        bin.display()
+    );
+    bin
+}
+
+fn start_gateway() -> (Gateway, String) {
+    let mut child = Command::new(gateway_binary())
+        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("TOLLGATE_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the example gateway");
+    let stdout = child.stdout.take().unwrap();
+    let gateway = Gateway(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("listening on ").map(str::to_owned))
+        .expect("the gateway prints `listening on URL`");
+    // Keep draining stdout so the gateway never blocks on, or breaks, its pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (gateway, url)
+}
+
+#[test]
+fn openai_python_sdk_against_the_example_gateway() {
+    let Some(python) = python() else {
+        let reason =
+            "the `openai` Python package is not installed (run .ci/run, or set TOLLGATE_PYTHON)";
+        if std::env::var("TOLLGATE_REQUIRE_SDK").as_deref() == Ok("1") {
+            panic!("TOLLGATE_REQUIRE_SDK=1 but {reason}");
+        }
+        eprintln!("SKIPPED openai_python_sdk_against_the_example_gateway: {reason}");
+        return;
+    };
+    let (_gateway, url) = start_gateway();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_e2e.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&url)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "SDK checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("openai SDK checks passed"));
+}
