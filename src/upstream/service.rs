@@ -31,6 +31,9 @@ use crate::{Body, BoxError, Dialect, Endpoint};
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// Spliced into stream requests to ask for usage (see `request_stream_usage`).
+const STREAM_USAGE_FIELD: &[u8] = br#""stream_options":{"include_usage":true}"#;
+
 /// Error bodies larger than this are cut before they are read for a message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Non-stream answers larger than this are refused (they are read whole to be checked).
@@ -455,7 +458,25 @@ fn build_request(
     target: &Target,
     add_usage: bool,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let body = if add_usage || target.model().is_some() {
+    let splice =
+        add_usage && target.model().is_none() && llm.json().get("stream_options").is_none();
+    let body = if splice {
+        // Insert the field after the opening brace: every other byte stays the client's.
+        let raw = llm.raw();
+        let brace = raw
+            .iter()
+            .position(|&b| b == b'{')
+            .expect("LlmRequest checked it is an object");
+        let mut out = Vec::with_capacity(raw.len() + STREAM_USAGE_FIELD.len());
+        out.extend_from_slice(&raw[..=brace]);
+        out.extend_from_slice(STREAM_USAGE_FIELD);
+        let rest = &raw[brace + 1..];
+        if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest);
+        Bytes::from(out)
+    } else if add_usage || target.model().is_some() {
         let mut json = llm.json().clone();
         let obj = json
             .as_object_mut()

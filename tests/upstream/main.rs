@@ -140,6 +140,21 @@ async fn stream_usage_is_metered_and_hidden_from_a_client_that_did_not_ask() {
 }
 
 #[tokio::test]
+async fn stream_usage_is_requested_when_the_client_said_false() {
+    let (mock, up) = setup().await;
+    let mut body = hello(true);
+    body["stream_options"] = json!({"include_usage": false});
+    let res = call(&up, chat_request(body, &[])).await;
+    let out = outcome(&res);
+    let text = text(res).await;
+    assert!(!text.contains("\"prompt_tokens\""), "still hidden: {text}");
+    let sent: Value =
+        serde_json::from_slice(&mock.provider().requests().pop().unwrap().body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    assert!(out.resolved().await.usage.is_some());
+}
+
+#[tokio::test]
 async fn stream_usage_is_shown_when_the_client_asked() {
     let (_mock, up) = setup().await;
     let mut body = hello(true);
