@@ -33,8 +33,6 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -510,35 +508,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.limit;
         let mut req = req.map(Body::new);
-        ResponseFuture {
-            inner: Box::pin(async move {
-                if let Err(err) = LlmRequest::extract_with_limit(&mut req, limit).await {
-                    return Ok(err.to_response(Dialect::from_path(req.uri().path())));
-                }
-                let res = inner.call(req).await?;
-                Ok(res.map(Body::new))
-            }),
-        }
+        ResponseFuture::new(async move {
+            if let Err(err) = LlmRequest::extract_with_limit(&mut req, limit).await {
+                return Ok(err.to_response(Dialect::from_path(req.uri().path())));
+            }
+            let res = inner.call(req).await?;
+            Ok(res.map(Body::new))
+        })
     }
 }
 
-/// Response future of [`Parse`].
-pub struct ResponseFuture<E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
-}
-
-impl<E> Future for ResponseFuture<E> {
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<E> fmt::Debug for ResponseFuture<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
+crate::macros::boxed_response_future! {
+    /// Response future of [`Parse`].
 }
 
 #[cfg(test)]

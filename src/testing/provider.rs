@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -181,25 +180,12 @@ where
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let shared = Arc::clone(&self.shared);
-        ResponseFuture(Box::pin(async move { Ok(handle(shared, req).await) }))
+        ResponseFuture::new(async move { Ok(handle(shared, req).await) })
     }
 }
 
-/// The response future of [`MockProvider`].
-pub struct ResponseFuture(Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>);
-
-impl Future for ResponseFuture {
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
+crate::macros::boxed_response_future! {
+    /// The response future of [`MockProvider`].
 }
 
 // ===== routing =====

@@ -3,8 +3,6 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -221,29 +219,12 @@ where
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let shared = self.shared.clone();
-        ResponseFuture {
-            inner: Box::pin(async move { Ok(forward(shared, req.map(Body::new)).await) }),
-        }
+        ResponseFuture::new(async move { Ok(forward(shared, req.map(Body::new)).await) })
     }
 }
 
-/// Response future of [`Upstream`].
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
+crate::macros::boxed_response_future! {
+    /// Response future of [`Upstream`].
 }
 
 async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> {
