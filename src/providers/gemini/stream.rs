@@ -105,6 +105,11 @@ impl StreamDecoder {
                 model: chunk.model_version.unwrap_or_default(),
             });
         }
+        // Usage first (cumulative totals, this chunk included): a client dialect that
+        // reports input tokens at the start of its stream then has them.
+        if let Some(usage) = &chunk.usage_metadata {
+            emit(StreamEvent::Usage(decode_usage(usage)));
+        }
         let mut finish = None;
         for candidate in chunk.candidates.into_iter().take(1) {
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
@@ -132,9 +137,6 @@ impl StreamDecoder {
                 }
             }
             finish = candidate.finish_reason;
-        }
-        if let Some(usage) = &chunk.usage_metadata {
-            emit(StreamEvent::Usage(decode_usage(usage)));
         }
         let blocked = chunk
             .prompt_feedback

@@ -56,7 +56,10 @@ pub fn decode_request(body: &Value) -> Result<ChatRequest, GatewayError> {
             let tool = object(tool, &path)?;
             match opt_str(tool, "type", &path)? {
                 Some("function") | None => {}
-                Some(_) => req.unsupported.push(format!("{path}.type")),
+                Some(_) => {
+                    req.unsupported.push(format!("{path}.type"));
+                    continue;
+                }
             }
             let fpath = join(&path, "function");
             let f = object(
