@@ -82,7 +82,7 @@ impl Providers {
 fn from_env(
     prefix: &str,
     default_base: &str,
-    make: fn(&'static str, &str) -> Result<Target, tollgate::upstream::InvalidBaseUrl>,
+    dialect: Dialect,
     name: &'static str,
     serves: &str,
 ) -> Result<Option<Target>, Box<dyn std::error::Error>> {
@@ -90,7 +90,7 @@ fn from_env(
         Ok(key) if !key.is_empty() => {
             let base =
                 std::env::var(format!("{prefix}_BASE_URL")).unwrap_or_else(|_| default_base.into());
-            let target = make(name, &base)
+            let target = Target::with_dialect(name, &base, dialect)
                 .map_err(|e| format!("{prefix}_BASE_URL: {e}"))?
                 .with_api_key(ApiKey::new(key));
             tracing::info!(base_url = %base, "{prefix}_API_KEY set: {serves} go to this provider");
@@ -126,21 +126,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let openai = from_env(
         "OPENAI",
         "https://api.openai.com/v1",
-        |n, b| Target::openai_compatible(n, b),
+        Dialect::OpenAi,
         "openai",
         "other models",
     )?;
     let anthropic = from_env(
         "ANTHROPIC",
         "https://api.anthropic.com/v1",
-        |n, b| Target::anthropic(n, b),
+        Dialect::Anthropic,
         "anthropic",
         "claude-* models",
     )?;
     let gemini = from_env(
         "GEMINI",
         "https://generativelanguage.googleapis.com/v1beta",
-        |n, b| Target::gemini(n, b),
+        Dialect::Gemini,
         "gemini",
         "gemini-* models",
     )?;

@@ -176,7 +176,7 @@ pub(crate) fn messages(
     }
 
     let event = |name: &str, data: Value| sse::encode_json(Some(name), &data);
-    let mut start_usage = usage.clone();
+    let mut start_usage = usage;
     start_usage["output_tokens"] = json!(1);
     let n = ctx.script.chunks;
     let mut frames = Vec::with_capacity(n + 6);
