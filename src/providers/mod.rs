@@ -69,6 +69,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use canonical::*;
+#[cfg(feature = "upstream")]
 pub(crate) use translate::Replace;
 pub use translate::TranslateStream;
 

@@ -110,6 +110,7 @@ where
     }
 }
 
+#[cfg_attr(not(feature = "upstream"), allow(dead_code))]
 /// Reads `inner` to its end and sends `replacement` instead: the answer, already
 /// translated, while whatever observes `inner` still sees the provider's own bytes.
 #[pin_project]
@@ -120,8 +121,8 @@ pub(crate) struct Replace<B> {
     replacement: Option<Bytes>,
 }
 
+#[cfg_attr(not(feature = "upstream"), allow(dead_code))]
 impl<B> Replace<B> {
-    #[cfg_attr(not(feature = "upstream"), allow(dead_code))]
     pub(crate) fn new(inner: B, replacement: Bytes) -> Self {
         Replace {
             inner,
