@@ -12,8 +12,14 @@
 //! Environment (see the README for the full table):
 //!
 //! - `TOLLGATE_LISTEN`: address to serve on (default `127.0.0.1:8080`; port 0 picks one).
-//! - `OPENAI_API_KEY` / `OPENAI_BASE_URL`: models other than `mock/...` go to OpenAI
-//!   (or any OpenAI-compatible base URL) when the key is set.
+//! - `OPENAI_API_KEY` / `OPENAI_BASE_URL`: models other than the ones below go to
+//!   OpenAI (or any OpenAI-compatible base URL) when the key is set.
+//! - `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`: `claude-*` models go to Anthropic.
+//! - `GEMINI_API_KEY` / `GEMINI_BASE_URL`: `gemini-*` models go to Gemini.
+//!
+//! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
+//! mock in the OpenAI, Anthropic and Gemini dialects. Both `/v1/chat/completions` and
+//! `/v1/messages` reach every model: the upstream translates between dialects.
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! It prints `listening on http://ADDR` on stdout once it accepts connections.
@@ -41,21 +47,58 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tracing_subscriber::EnvFilter;
 
-/// Where each model goes: the in-process mock for `mock/...`, OpenAI (when configured)
-/// for the rest.
+/// Where each model goes: the in-process mock in three dialects, Anthropic and Gemini
+/// by model prefix (when configured), OpenAI (when configured) for the rest.
 #[derive(Clone)]
 struct Providers {
     upstream: Upstream,
     mock: Target,
+    mock_anthropic: Target,
+    mock_gemini: Target,
     openai: Option<Target>,
+    anthropic: Option<Target>,
+    gemini: Option<Target>,
 }
 
 impl Providers {
     fn target_for(&self, model: &str) -> Option<&Target> {
         if model.starts_with("mock/") {
             Some(&self.mock)
+        } else if model.starts_with("mock-anthropic/") {
+            Some(&self.mock_anthropic)
+        } else if model.starts_with("mock-gemini/") {
+            Some(&self.mock_gemini)
+        } else if model.starts_with("claude-") {
+            self.anthropic.as_ref()
+        } else if model.starts_with("gemini-") {
+            self.gemini.as_ref()
         } else {
             self.openai.as_ref()
+        }
+    }
+}
+
+/// A provider target from `{PREFIX}_API_KEY` and `{PREFIX}_BASE_URL`, if the key is set.
+fn from_env(
+    prefix: &str,
+    default_base: &str,
+    dialect: Dialect,
+    name: &'static str,
+    serves: &str,
+) -> Result<Option<Target>, Box<dyn std::error::Error>> {
+    match std::env::var(format!("{prefix}_API_KEY")) {
+        Ok(key) if !key.is_empty() => {
+            let base =
+                std::env::var(format!("{prefix}_BASE_URL")).unwrap_or_else(|_| default_base.into());
+            let target = Target::with_dialect(name, &base, dialect)
+                .map_err(|e| format!("{prefix}_BASE_URL: {e}"))?
+                .with_api_key(ApiKey::new(key));
+            tracing::info!(base_url = %base, "{prefix}_API_KEY set: {serves} go to this provider");
+            Ok(Some(target))
+        }
+        _ => {
+            tracing::info!("{prefix}_API_KEY not set: {serves} are not served");
+            Ok(None)
         }
     }
 }
@@ -80,25 +123,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mock = MockServer::start().await?;
     tracing::info!(base_url = %mock.base_url(), "mock provider serving models mock/<name>");
-    let openai = match std::env::var("OPENAI_API_KEY") {
-        Ok(key) if !key.is_empty() => {
-            let base = std::env::var("OPENAI_BASE_URL")
-                .unwrap_or_else(|_| "https://api.openai.com/v1".into());
-            let target = Target::openai_compatible("openai", &base)
-                .map_err(|e| format!("OPENAI_BASE_URL: {e}"))?
-                .with_api_key(ApiKey::new(key));
-            tracing::info!(base_url = %base, "OPENAI_API_KEY set: other models go to this provider");
-            Some(target)
-        }
-        _ => {
-            tracing::info!("OPENAI_API_KEY not set: only mock/<name> models are served");
-            None
-        }
-    };
+    let openai = from_env(
+        "OPENAI",
+        "https://api.openai.com/v1",
+        Dialect::OpenAi,
+        "openai",
+        "other models",
+    )?;
+    let anthropic = from_env(
+        "ANTHROPIC",
+        "https://api.anthropic.com/v1",
+        Dialect::Anthropic,
+        "anthropic",
+        "claude-* models",
+    )?;
+    let gemini = from_env(
+        "GEMINI",
+        "https://generativelanguage.googleapis.com/v1beta",
+        Dialect::Gemini,
+        "gemini",
+        "gemini-* models",
+    )?;
     let providers = Providers {
         upstream: Upstream::builder().build(),
         mock: Target::openai_compatible("mock", &mock.base_url())?,
+        mock_anthropic: Target::anthropic("mock-anthropic", &mock.base_url())?,
+        mock_gemini: Target::gemini("mock-gemini", &mock.base_url())?,
         openai,
+        anthropic,
+        gemini,
     };
 
     let app = router(providers);
@@ -128,6 +181,7 @@ fn router(providers: Providers) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route_service("/v1/chat/completions", post_only(llm.clone()))
+        .route_service("/v1/messages", post_only(llm.clone()))
         .route_service("/v1/embeddings", post_only(llm))
         .route("/v1/models", get(models))
         .route(
@@ -145,12 +199,13 @@ fn router(providers: Providers) -> Router {
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     AUTHORIZATION,
                     HeaderName::from_static("x-api-key"),
+                    HeaderName::from_static("x-goog-api-key"),
                 ]))
                 .layer(middleware::from_fn(access_log)),
         )
 }
 
-/// Only `POST` reaches the LLM service; other methods get a 405 in OpenAI's shape.
+/// Only `POST` reaches the LLM service; other methods get a 405 in the route's dialect.
 fn post_only<S>(svc: S) -> axum::routing::MethodRouter
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>
@@ -160,10 +215,10 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    post(move |req: Request| svc.clone().oneshot(req)).fallback(|| async {
+    post(move |req: Request| svc.clone().oneshot(req)).fallback(|req: Request| async move {
         let err = GatewayError::invalid_request("Use POST for this endpoint.")
             .with_status(http::StatusCode::METHOD_NOT_ALLOWED);
-        axum_response(err.to_response(Dialect::OpenAi))
+        axum_response(err.to_response(Dialect::from_path(req.uri().path())))
     })
 }
 
@@ -228,7 +283,13 @@ async fn access_log(mut req: Request, next: Next) -> Response {
 }
 
 async fn models() -> Json<serde_json::Value> {
-    let ids = ["mock/echo", "mock/gpt-4o-mini", "mock/tools"];
+    let ids = [
+        "mock/echo",
+        "mock/gpt-4o-mini",
+        "mock/tools",
+        "mock-anthropic/echo",
+        "mock-gemini/echo",
+    ];
     let data: Vec<_> = ids
         .iter()
         .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "tollgate-mock"}))

@@ -31,6 +31,7 @@ mod macros;
 
 pub mod error;
 pub mod outcome;
+pub mod providers;
 pub mod request;
 pub mod sse;
 #[cfg(feature = "testing")]

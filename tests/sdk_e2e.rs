@@ -1,6 +1,7 @@
-//! Starts the example gateway and drives it with the official `openai` Python SDK.
+//! Starts the example gateway and drives it with the official `openai` and `anthropic`
+//! Python SDKs (`tests/sdk/*.py`), across every dialect pair the mock serves.
 //!
-//! The SDK comes from `.venv` (made by `.ci/run`) or `TOLLGATE_PYTHON`. Without it the
+//! The SDKs come from `.venv` (made by `.ci/run`) or `TOLLGATE_PYTHON`. Without one the
 //! test is skipped with a printed reason, unless `TOLLGATE_REQUIRE_SDK=1` (CI sets it),
 //! in which case it fails.
 #![cfg(all(feature = "upstream", feature = "testing"))]
@@ -19,7 +20,7 @@ impl Drop for Gateway {
     }
 }
 
-fn python() -> Option<PathBuf> {
+fn python(module: &str) -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("TOLLGATE_PYTHON").map(PathBuf::from),
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")),
@@ -27,7 +28,7 @@ fn python() -> Option<PathBuf> {
     ];
     candidates.into_iter().flatten().find(|py| {
         Command::new(py)
-            .args(["-c", "import openai"])
+            .args(["-c", &format!("import {module}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -55,6 +56,8 @@ fn start_gateway() -> (Gateway, String) {
         .env("TOLLGATE_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("GEMINI_API_KEY")
         .env_remove("TOLLGATE_MASTER_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -73,19 +76,22 @@ fn start_gateway() -> (Gateway, String) {
     (gateway, url)
 }
 
-#[test]
-fn openai_python_sdk_against_the_example_gateway() {
-    let Some(python) = python() else {
-        let reason =
-            "the `openai` Python package is not installed (run .ci/run, or set TOLLGATE_PYTHON)";
+/// Runs `tests/sdk/{script}` with a Python that has `module` against a fresh gateway.
+fn run_sdk_script(module: &str, script: &str, test: &str) {
+    let Some(python) = python(module) else {
+        let reason = format!(
+            "the `{module}` Python package is not installed (run .ci/run, or set TOLLGATE_PYTHON)"
+        );
         if std::env::var("TOLLGATE_REQUIRE_SDK").as_deref() == Ok("1") {
             panic!("TOLLGATE_REQUIRE_SDK=1 but {reason}");
         }
-        eprintln!("SKIPPED openai_python_sdk_against_the_example_gateway: {reason}");
+        eprintln!("SKIPPED {test}: {reason}");
         return;
     };
     let (_gateway, url) = start_gateway();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_e2e.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
     let out = Command::new(&python)
         .arg(&script)
         .arg(&url)
@@ -98,5 +104,27 @@ fn openai_python_sdk_against_the_example_gateway() {
         out.status.success(),
         "SDK checks failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("openai SDK checks passed"));
+    assert!(stdout.contains(&format!("{module} SDK checks passed")));
+}
+
+/// The `openai` SDK: `mock/...` natively, `mock-anthropic/...` and `mock-gemini/...`
+/// translated (chat, streams, the two-turn tool loop, errors), usage as the mock counted.
+#[test]
+fn openai_python_sdk_against_the_example_gateway() {
+    run_sdk_script(
+        "openai",
+        "openai_e2e.py",
+        "openai_python_sdk_against_the_example_gateway",
+    );
+}
+
+/// The `anthropic` SDK on `/v1/messages`: `mock/...` (OpenAI upstream), and the Anthropic
+/// and Gemini mocks; messages, streams, tools, errors, usage as the mock counted.
+#[test]
+fn anthropic_python_sdk_against_the_example_gateway() {
+    run_sdk_script(
+        "anthropic",
+        "anthropic_e2e.py",
+        "anthropic_python_sdk_against_the_example_gateway",
+    );
 }

@@ -12,6 +12,7 @@ use pin_project::{pin_project, pinned_drop};
 
 use super::watch::{Seen, Watch};
 use super::{End, Outcome, Report};
+use crate::providers::StreamDecoder;
 use crate::sse::Decoder;
 use crate::{Body, BoxError, Dialect, Endpoint};
 
@@ -20,6 +21,7 @@ use crate::{Body, BoxError, Dialect, Endpoint};
 pub struct ObserveOptions {
     started: Instant,
     endpoint: Option<Endpoint>,
+    dialect: Option<Dialect>,
     hide_usage_chunk: bool,
 }
 
@@ -30,11 +32,21 @@ impl ObserveOptions {
         ObserveOptions {
             started,
             endpoint: None,
+            dialect: None,
             hide_usage_chunk: false,
         }
     }
 
-    /// The endpoint the request was for; it picks the dialect used to read usage.
+    /// The dialect of the body to read, when it is not the endpoint's: the provider's,
+    /// for an answer observed before it is translated for the client (so usage is the
+    /// provider's exact count).
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = Some(dialect);
+        self
+    }
+
+    /// The endpoint the request was for; it picks the dialect used to read usage
+    /// unless [`dialect`](ObserveOptions::dialect) names one.
     pub fn endpoint(mut self, endpoint: Option<Endpoint>) -> Self {
         self.endpoint = endpoint;
         self
@@ -70,16 +82,22 @@ where
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
+    let dialect = options
+        .dialect
+        .or(options.endpoint.map(Endpoint::dialect))
+        .unwrap_or(Dialect::OpenAi);
     let watch = if is_sse {
         Watch::Sse {
             decoder: Decoder::new(),
-            dialect: options.endpoint.map_or(Dialect::OpenAi, Endpoint::dialect),
-            hide_usage_chunk: options.hide_usage_chunk,
+            dialect,
+            hide_usage_chunk: options.hide_usage_chunk && dialect == Dialect::OpenAi,
+            native: (dialect != Dialect::OpenAi).then(|| Box::new(StreamDecoder::new(dialect))),
         }
     } else if is_json {
         Watch::Json {
             parts: Vec::new(),
             len: 0,
+            dialect,
         }
     } else {
         Watch::Opaque
@@ -93,7 +111,7 @@ where
         ttfb: None,
         bytes: 0,
         stream: is_sse,
-        rewrites: is_sse && options.hide_usage_chunk,
+        rewrites: is_sse && options.hide_usage_chunk && dialect == Dialect::OpenAi,
         watch,
         seen: Seen::default(),
     };

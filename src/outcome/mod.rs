@@ -11,7 +11,7 @@
 //!
 //! | event | [`End`] |
 //! |---|---|
-//! | the stream's terminal event (`data: [DONE]`) | [`End::Complete`] |
+//! | the stream's terminal event (OpenAI `data: [DONE]`, Anthropic `message_stop`, Gemini's chunk with a `finishReason`) | [`End::Complete`] |
 //! | the body ends (`None`, or `is_end_stream()` after a frame) | [`End::Complete`] (a stream without its terminal event: [`End::UpstreamError`]) |
 //! | the body yields an error (upstream reset, idle timeout) | [`End::UpstreamError`] |
 //! | the body is dropped before its end (the client disconnected) | [`End::ClientGone`], with the usage seen so far |
@@ -19,6 +19,12 @@
 //! A stream counts as complete as soon as its terminal event went through, even if the
 //! client then closes the connection before the body's end: the official `openai` SDK
 //! does exactly that.
+//!
+//! Usage is read in the dialect of the body: the endpoint's by default, or the one
+//! named with [`ObserveOptions::dialect`] (the upstream observes a provider's own bytes
+//! before translating them, so counts are exact). Anthropic's usage split across
+//! `message_start` and `message_delta` is combined; Gemini's cumulative stream usage is
+//! counted once (the last report wins). Finish reasons use OpenAI's names.
 //!
 //! Metering, rate-limit settlement, cache fill and logging all read this one handle,
 //! with [`Outcome::on_resolve`] (a callback run inline when the body resolves: keep it

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::Usage;
+use crate::providers::{self, FinishReason, Part, StreamDecoder, StreamEvent};
 use crate::sse::{Decoder, Event};
 use crate::Dialect;
 
@@ -29,9 +30,15 @@ pub(super) enum Watch {
         decoder: Decoder,
         dialect: Dialect,
         hide_usage_chunk: bool,
+        /// Reads Anthropic and Gemini streams (OpenAI's are read here directly).
+        native: Option<Box<StreamDecoder>>,
     },
     /// A JSON body: `Bytes` clones kept (under a cap) and parsed at the end.
-    Json { parts: Vec<Bytes>, len: usize },
+    Json {
+        parts: Vec<Bytes>,
+        len: usize,
+        dialect: Dialect,
+    },
     /// Anything else: only bytes are counted.
     Opaque,
 }
@@ -45,24 +52,25 @@ impl Watch {
                 decoder,
                 dialect,
                 hide_usage_chunk,
+                native,
             } => {
                 decoder.push(data);
                 if !*hide_usage_chunk {
                     while let Some(event) = decoder.next_event() {
-                        on_event(*dialect, &event, seen);
+                        on_event(*dialect, native, &event, seen);
                     }
                     return None;
                 }
                 // Hiding: forward complete events only, minus the usage-only chunk.
                 let mut out = BytesMut::new();
                 while let Some(event) = decoder.next_event() {
-                    if !on_event(*dialect, &event, seen) {
+                    if !on_event(*dialect, native, &event, seen) {
                         out.extend_from_slice(event.raw());
                     }
                 }
                 Some(out.freeze())
             }
-            Watch::Json { parts, len } => {
+            Watch::Json { parts, len, .. } => {
                 if *len <= JSON_CAPTURE_LIMIT {
                     *len += data.len();
                     parts.push(data.clone());
@@ -81,22 +89,30 @@ impl Watch {
                 decoder,
                 dialect,
                 hide_usage_chunk,
+                native,
             } => {
                 let mut out = BytesMut::new();
                 while let Some(event) = decoder.finish() {
-                    if !on_event(*dialect, &event, seen) && *hide_usage_chunk {
+                    if !on_event(*dialect, native, &event, seen) && *hide_usage_chunk {
                         out.extend_from_slice(event.raw());
                     }
                 }
                 (!out.is_empty()).then(|| out.freeze())
             }
-            Watch::Json { parts, len } => {
+            Watch::Json {
+                parts,
+                len,
+                dialect,
+            } => {
                 if *len <= JSON_CAPTURE_LIMIT {
                     let body: Cow<'_, [u8]> = match parts.as_slice() {
                         [one] => Cow::Borrowed(one),
                         many => Cow::Owned(many.concat()),
                     };
-                    on_json_body(&body, seen);
+                    match dialect {
+                        Dialect::OpenAi => on_json_body(&body, seen),
+                        other => on_native_json(*other, &body, seen),
+                    }
                 }
                 None
             }
@@ -106,27 +122,73 @@ impl Watch {
 
     /// Whether a body that ends now ended early (a stream without its terminal event).
     pub(super) fn ended_early(&self, seen: &Seen) -> bool {
-        matches!(
-            self,
-            Watch::Sse {
-                dialect: Dialect::OpenAi,
-                ..
-            }
-        ) && !seen.terminal
+        matches!(self, Watch::Sse { .. }) && !seen.terminal
     }
 }
 
 /// Reads one event. Returns true when it is the usage-only chunk that the gateway asked
 /// for on the client's behalf (to be hidden from a client that did not ask for it).
-fn on_event(dialect: Dialect, event: &Event, seen: &mut Seen) -> bool {
+fn on_event(
+    dialect: Dialect,
+    native: &mut Option<Box<StreamDecoder>>,
+    event: &Event,
+    seen: &mut Seen,
+) -> bool {
     let Some(data) = event.data() else {
         return false;
     };
-    match dialect {
-        Dialect::OpenAi => on_openai_chunk(data, seen),
-        // Anthropic and Gemini streams are read by their provider modules.
-        _ => false,
+    match (dialect, native) {
+        (Dialect::OpenAi, _) => on_openai_chunk(data, seen),
+        (_, Some(decoder)) => {
+            decoder.decode(event, &mut |e| on_canonical(&e, seen));
+            false
+        }
+        (_, None) => false,
     }
+}
+
+/// Reads a canonical event of an Anthropic or Gemini stream.
+fn on_canonical(event: &StreamEvent<'_>, seen: &mut Seen) {
+    let chars = |s: &str| s.chars().count() as u64;
+    match event {
+        StreamEvent::Text(text) => seen.output_chars += chars(text),
+        StreamEvent::ToolCallStart { name, .. } => seen.output_chars += chars(name),
+        StreamEvent::ToolCallArgs { arguments, .. } => seen.output_chars += chars(arguments),
+        // Totals: Anthropic's combined, Gemini's cumulative; the last one wins.
+        StreamEvent::Usage(usage) => seen.usage = Some(*usage),
+        StreamEvent::Finish(reason) => seen.finish_reason = Some(finish_name(reason).to_owned()),
+        StreamEvent::Done => seen.terminal = true,
+        _ => {}
+    }
+}
+
+/// Finish reasons are reported with OpenAI's names whatever the dialect.
+fn finish_name(reason: &FinishReason) -> &str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::Other(other) => other,
+    }
+}
+
+/// Reads a complete Anthropic or Gemini answer.
+fn on_native_json(dialect: Dialect, body: &[u8], seen: &mut Seen) {
+    let Ok(res) = providers::decode_response(dialect, body) else {
+        return;
+    };
+    for part in &res.content {
+        seen.output_chars += match part {
+            Part::Text(text) => text.chars().count() as u64,
+            Part::ToolCall(call) => {
+                (call.name.chars().count() + call.arguments.chars().count()) as u64
+            }
+            _ => 0,
+        };
+    }
+    seen.finish_reason = res.finish.as_ref().map(|r| finish_name(r).to_owned());
+    seen.usage = res.usage;
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,8 @@
 //! A mock LLM provider for tests and demos: an in-process [`MockProvider`] service and a
 //! loopback [`MockServer`].
 //!
-//! The mock speaks the OpenAI dialect, answers deterministically, and is scripted per
+//! The mock speaks the OpenAI, Anthropic and Gemini dialects (by route), answers
+//! deterministically, and is scripted per
 //! request by `x-mock-*` headers, so every behaviour a test needs (latency, chunking,
 //! status codes, resets mid-stream, malformed bodies, tool calls, held streams) is
 //! reachable in-process as a `tower::Service` and from a plain HTTP client alike.
@@ -46,11 +47,22 @@
 //! |---|---|
 //! | `POST .../chat/completions` | a `chat.completion`, or with `"stream": true` a `text/event-stream` of `chat.completion.chunk`s ending with `data: [DONE]` |
 //! | `POST .../embeddings` | deterministic vectors (see below), as float arrays or, with `"encoding_format": "base64"`, little-endian `f32` bytes in base64 |
+//! | `POST .../messages` | Anthropic: a `message`, or with `"stream": true` the Anthropic event stream (`message_start`, `content_block_start`, `ping`, `content_block_delta`s, `content_block_stop`, `message_delta`, `message_stop`), every event with its `event:` line; requires the `anthropic-version` header and `max_tokens`, as Anthropic does |
+//! | `POST .../models/{model}:generateContent` | Gemini: a `GenerateContentResponse` (`responseId` `mock-<n>`) |
+//! | `POST .../models/{model}:streamGenerateContent?alt=sse` | Gemini: `x-mock-chunks` chunks with cumulative `usageMetadata`, the last with `finishReason: STOP`; a function call comes whole in one chunk, as Gemini sends it |
 //! | `GET .../models` | `mock/echo`, `mock/chat`, `mock/embed` |
 //! | anything else | 404 `Invalid URL (METHOD /path)` |
 //!
-//! Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`; a body
-//! that is not JSON, or lacks `model` or `messages`, is a 400 naming the field.
+//! Errors use the route's dialect: OpenAI's `{"error": {"message", "type", "param",
+//! "code"}}`, Anthropic's `{"type": "error", "error": {"type", "message"}}`, Gemini's
+//! `{"error": {"code", "message", "status"}}`; a body that is not JSON, or lacks a
+//! required field, is a 400 naming it.
+//!
+//! The three dialects answer the same conversation identically: the same text, tool
+//! call (Anthropic id `toolu_mock_<n>`, Gemini none) and token counts. Anthropic reports
+//! `input_tokens` without the `x-mock-cached-tokens` (as `cache_read_input_tokens`),
+//! Gemini reports them as `cachedContentTokenCount`; tool results count by their text
+//! (a Gemini `functionResponse` by its `result` string, or its JSON).
 //!
 //! # Answers
 //!
@@ -110,8 +122,10 @@
 //! for that count without polling. A stream ended by a scripted reset or a malformed
 //! stream counts in neither.
 
+mod anthropic;
 mod body;
 mod embeddings;
+mod gemini;
 mod openai;
 mod provider;
 mod script;

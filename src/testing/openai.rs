@@ -152,7 +152,7 @@ pub(crate) fn words(text: &str) -> u64 {
 }
 
 /// Seconds since the epoch, for `created`.
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -187,9 +187,9 @@ fn content_text(content: Option<&Value>) -> String {
     }
 }
 
-/// What the mock answers to a conversation.
+/// What the mock answers to a conversation, whatever its dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
+pub(crate) enum Answer {
     Text(String),
     ToolCall { name: String, arguments: String },
 }
@@ -211,9 +211,7 @@ impl Answer {
             .map(|m| content_text(m.get("content")))
             .unwrap_or_default();
         let last = messages.last().expect("messages is not empty");
-        if role(last) == "tool" {
-            return Answer::Text(format!("Tool said: {}", content_text(last.get("content"))));
-        }
+        let tool_result = (role(last) == "tool").then(|| content_text(last.get("content")));
         let first_tool = req
             .get("tools")
             .and_then(Value::as_array)
@@ -221,8 +219,28 @@ impl Answer {
             .and_then(|tool| tool.pointer("/function/name"))
             .and_then(Value::as_str);
         let tools_allowed = req.get("tool_choice").and_then(Value::as_str) != Some("none");
+        Answer::decide(
+            &last_user_text,
+            tool_result,
+            first_tool.filter(|_| tools_allowed),
+            role(last) == "user",
+        )
+    }
+
+    /// The mock's rule in any dialect: a tool result is echoed; a user turn with a
+    /// tool allowed calls the first tool with `{"echo": <last user text>}`; anything
+    /// else echoes the last user text.
+    pub(crate) fn decide(
+        last_user_text: &str,
+        tool_result: Option<String>,
+        first_tool: Option<&str>,
+        last_is_user: bool,
+    ) -> Answer {
+        if let Some(result) = tool_result {
+            return Answer::Text(format!("Tool said: {result}"));
+        }
         match first_tool {
-            Some(name) if tools_allowed && role(last) == "user" => Answer::ToolCall {
+            Some(name) if last_is_user => Answer::ToolCall {
                 name: name.to_owned(),
                 arguments: json!({ "echo": last_user_text }).to_string(),
             },
@@ -231,14 +249,14 @@ impl Answer {
     }
 
     /// The text the completion tokens are counted on.
-    fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         match self {
             Answer::Text(text) => text,
             Answer::ToolCall { arguments, .. } => arguments,
         }
     }
 
-    fn finish_reason(&self) -> &'static str {
+    pub(crate) fn finish_reason(&self) -> &'static str {
         match self {
             Answer::Text(_) => "stop",
             Answer::ToolCall { .. } => "tool_calls",

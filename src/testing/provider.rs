@@ -16,14 +16,15 @@ use tokio::sync::{watch, Semaphore};
 
 use super::body::{EventBody, Events};
 use super::script::Script;
-use super::{embeddings, openai};
+use super::{anthropic, embeddings, gemini, openai};
 use crate::{Body, BoxError};
 
 /// How many requests [`MockProvider::requests`] keeps.
 const RECORDED: usize = 64;
 
-/// A mock LLM provider: a [`tower_service::Service`] answering like the OpenAI API,
-/// deterministically, scripted per request by `x-mock-*` headers.
+/// A mock LLM provider: a [`tower_service::Service`] answering like the OpenAI,
+/// Anthropic and Gemini APIs (by route), deterministically, scripted per request by
+/// `x-mock-*` headers.
 ///
 /// Clones share one state (recorded requests, counters, held streams). See the
 /// [module docs](super) for the routes, the answers and the header table.
@@ -191,11 +192,18 @@ crate::macros::boxed_response_future! {
 // ===== routing =====
 
 /// The operations the mock serves, recognised by the end of the path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     ChatCompletions,
     Embeddings,
     Models,
+    /// Anthropic `POST .../messages`.
+    Messages,
+    /// Gemini `POST .../models/{model}:generateContent` or `:streamGenerateContent`.
+    Gemini {
+        model: String,
+        stream: bool,
+    },
 }
 
 impl Route {
@@ -204,8 +212,25 @@ impl Route {
         match *method {
             Method::POST if path.ends_with("/chat/completions") => Some(Route::ChatCompletions),
             Method::POST if path.ends_with("/embeddings") => Some(Route::Embeddings),
+            Method::POST if path.ends_with("/messages") => Some(Route::Messages),
+            Method::POST => {
+                gemini::route(path).map(|(model, stream)| Route::Gemini { model, stream })
+            }
             Method::GET if path.ends_with("/models") => Some(Route::Models),
             _ => None,
+        }
+    }
+
+    /// A 4xx naming the field, in this route's dialect.
+    fn bad_request(&self, err: BadRequest) -> Response<Body> {
+        match self {
+            Route::Messages => anthropic::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                err.message,
+            ),
+            Route::Gemini { .. } => gemini::error(StatusCode::BAD_REQUEST, err.message),
+            _ => openai::error(StatusCode::BAD_REQUEST, err.message, Some(err.param)),
         }
     }
 }
@@ -223,8 +248,8 @@ pub(crate) enum Reply {
 /// the route's dialect.
 #[derive(Debug)]
 pub(crate) struct BadRequest {
-    message: String,
-    param: &'static str,
+    pub(crate) message: String,
+    pub(crate) param: &'static str,
 }
 
 impl BadRequest {
@@ -265,26 +290,31 @@ where
     };
     let script = match Script::from_headers(&parts.headers) {
         Ok(script) => script,
-        Err(err) => {
-            let message = err.to_string();
-            return openai::error(StatusCode::BAD_REQUEST, message, Some(err.header));
-        }
+        Err(err) => return route.bad_request(BadRequest::new(err.to_string(), err.header)),
     };
     if !script.latency.is_zero() {
         tokio::time::sleep(script.latency).await;
     }
     if let Some(status) = script.status {
-        return openai::scripted_error(status, &body);
+        return match route {
+            Route::Messages => anthropic::scripted_error(status),
+            Route::Gemini { .. } => gemini::scripted_error(status),
+            _ => openai::scripted_error(status, &body),
+        };
     }
     let ctx = Ctx { n, script: &script };
-    let reply = match route {
+    let reply = match &route {
         Route::ChatCompletions => openai::chat_completions(&ctx, &body),
         Route::Embeddings => embeddings::embeddings(&ctx, &body),
         Route::Models => Ok(openai::models(&ctx)),
+        Route::Messages => anthropic::messages(&ctx, &parts.headers, &body),
+        Route::Gemini { model, stream } => {
+            gemini::generate(&ctx, model, *stream, parts.uri.query(), &body)
+        }
     };
     match reply {
         Ok(reply) => respond(reply, &script, shared),
-        Err(err) => openai::error(StatusCode::BAD_REQUEST, err.message, Some(err.param)),
+        Err(err) => route.bad_request(err),
     }
 }
 

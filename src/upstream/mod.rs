@@ -7,8 +7,14 @@
 //! - sends the client's bytes untouched to a same-dialect provider (unknown fields
 //!   survive); the body is re-serialised only to rename the model
 //!   ([`Target::with_model`]) or to ask for stream usage;
+//! - translates between dialects when the client's and the target's differ (an OpenAI
+//!   client to [`Target::anthropic`] or [`Target::gemini`], an Anthropic client to any
+//!   target) with [`providers`](crate::providers): the request, the answer, streams event
+//!   by event, and errors; what the target cannot express is a 400 naming the field;
 //! - strips the client's credentials and hop-by-hop headers, asks for an uncompressed
-//!   answer, and injects the [`Target`]'s key, marked sensitive;
+//!   answer, and injects the [`Target`]'s key the way its dialect expects
+//!   (`Authorization: Bearer`, `x-api-key` with `anthropic-version`, `x-goog-api-key`),
+//!   marked sensitive;
 //! - streams the answer frame by frame, committing a stream to the client only after
 //!   its first event arrived (until then a failure is still a clean error response);
 //! - asks OpenAI-dialect providers for usage in streams and hides that extra chunk

@@ -23,6 +23,7 @@ use super::redact::redact;
 use super::Target;
 use crate::error::{ErrorKind, GatewayError};
 use crate::outcome::{observe, ObserveOptions};
+use crate::providers::{self, Replace, StreamEncoder, TranslateStream};
 use crate::request::LlmRequest;
 use crate::sse::Decoder;
 use crate::{Body, BoxError, Dialect, Endpoint};
@@ -250,26 +251,36 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
             .to_response(dialect)
         }
     };
-    if target.dialect() != dialect {
+    let provider = target.dialect();
+    let translate = provider != dialect;
+    if translate && llm.endpoint() == Endpoint::Embeddings {
         return GatewayError::invalid_request(format!(
-            "The target `{}` speaks {:?} and this route speaks {:?}; translation between \
-             dialects is not available yet.",
+            "The model's provider `{}` speaks the {:?} API, which has no embeddings \
+             endpoint this gateway translates to.",
             target.name(),
-            target.dialect(),
-            dialect
+            provider
         ))
         .to_response(dialect);
     }
-    let add_usage = shared.request_stream_usage
+    let add_usage = !translate
+        && shared.request_stream_usage
         && llm.endpoint() == Endpoint::ChatCompletions
         && llm.is_stream()
         && !llm.include_usage();
-    let out = match build_request(&req, &llm, &target, add_usage) {
+    let built = if translate {
+        build_translated(&req, &llm, &target)
+    } else {
+        build_request(&req, &llm, &target, add_usage)
+    };
+    let out = match built {
         Ok(out) => out,
         Err(err) => return err.to_response(dialect),
     };
     let name: Arc<str> = target.name().into();
-    let options = ObserveOptions::new(started).endpoint(Some(llm.endpoint()));
+    // The outcome reads the provider's own bytes, before any translation.
+    let options = ObserveOptions::new(started)
+        .endpoint(Some(llm.endpoint()))
+        .dialect(provider);
     let secrets: Vec<&str> = target.api_key().map(|k| k.expose()).into_iter().collect();
 
     let res = match timeout_at(deadline, shared.client.request(out)).await {
@@ -308,7 +319,14 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
     if !parts.status.is_success() {
         let bytes = read_capped(body, ERROR_BODY_LIMIT).await;
         let retry_after = parts.headers.get(header::RETRY_AFTER).cloned();
-        let err = map_upstream_error(parts.status, &bytes, &name, &secrets, retry_after.as_ref());
+        let err = map_upstream_error(
+            parts.status,
+            &bytes,
+            &name,
+            &secrets,
+            retry_after.as_ref(),
+            (provider, dialect),
+        );
         tracing::info!(target = %name, status = parts.status.as_u16(), "provider answered with an error");
         return observed(err, dialect, options);
     }
@@ -353,7 +371,23 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
             );
         }
         parts.headers.remove(header::CONTENT_LENGTH);
-        return observe(Response::from_parts(parts, Full::new(bytes)), options);
+        if !translate {
+            return observe(Response::from_parts(parts, Full::new(bytes)), options);
+        }
+        let translated = match providers::decode_response(provider, &bytes) {
+            Ok(res) => providers::encode_response(dialect, &res),
+            Err(err) => {
+                tracing::warn!(target = %name, "provider answer could not be translated");
+                return observed(err, dialect, options);
+            }
+        };
+        let translated = Bytes::from(translated.to_string());
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let res = observe(Response::from_parts(parts, Full::new(bytes)), options);
+        return res.map(|body| Body::new(Replace::new(body, translated)));
     }
 
     // A stream: commit only once its first event arrived and looks right, so a
@@ -401,7 +435,14 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
         Some(Ok(json)) if json.get("error").is_some() => {
             let bytes = serde_json::to_vec(&json).unwrap_or_default();
             return observed(
-                map_upstream_error(StatusCode::BAD_GATEWAY, &bytes, &name, &secrets, None),
+                map_upstream_error(
+                    StatusCode::BAD_GATEWAY,
+                    &bytes,
+                    &name,
+                    &secrets,
+                    None,
+                    (provider, dialect),
+                ),
                 dialect,
                 options,
             );
@@ -425,7 +466,14 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
         Response::from_parts(parts, body),
         options.hide_usage_chunk(add_usage),
     );
-    res.map(|body| Body::new(StreamErrorEvent::new(body, dialect, name)))
+    if !translate {
+        return res.map(|body| Body::new(StreamErrorEvent::new(body, dialect, name)));
+    }
+    let encoder = StreamEncoder::new(dialect, llm.include_usage());
+    res.map(|body| {
+        let body = TranslateStream::new(body, provider, encoder);
+        Body::new(StreamErrorEvent::new(body, dialect, name))
+    })
 }
 
 /// A gateway error as an observed response, so outer layers see its outcome too.
@@ -489,10 +537,50 @@ fn build_request(
             format!("Could not build the provider request: {err}."),
         )
     })?;
-    let headers = out.headers_mut();
+    set_headers(req, out.headers_mut(), target)?;
+    Ok(out)
+}
+
+/// Translates the client's request into the target's dialect.
+fn build_translated(
+    req: &Request<Body>,
+    llm: &LlmRequest,
+    target: &Target,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let mut canonical = providers::decode_request(llm.dialect(), llm.json())?;
+    if let Some(model) = target.model() {
+        canonical.model = model.to_owned();
+    }
+    let body = providers::encode_request(target.dialect(), &canonical)?;
+    let path = match target.dialect() {
+        Dialect::OpenAi => Endpoint::ChatCompletions.path().to_owned(),
+        Dialect::Anthropic => Endpoint::Messages.path().to_owned(),
+        Dialect::Gemini => providers::gemini::path(&canonical.model, canonical.stream),
+    };
+    let body = Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"));
+    let uri = format!("{}{}", target.base_url(), path);
+    let mut out = Request::post(uri).body(Full::new(body)).map_err(|err| {
+        GatewayError::new(
+            ErrorKind::Internal,
+            format!("Could not build the provider request: {err}."),
+        )
+    })?;
+    set_headers(req, out.headers_mut(), target)?;
+    Ok(out)
+}
+
+/// Copies the client's headers that may go on, then sets the content type and the
+/// target's credential the way its dialect expects it.
+fn set_headers(
+    req: &Request<Body>,
+    headers: &mut HeaderMap,
+    target: &Target,
+) -> Result<(), GatewayError> {
+    let anthropic = target.dialect() == Dialect::Anthropic;
     for (name, value) in req.headers() {
         let dropped = REQUEST_HEADERS_DROPPED.contains(&name.as_str())
-            || name.as_str().starts_with("x-tollgate-");
+            || name.as_str().starts_with("x-tollgate-")
+            || (!anthropic && name.as_str().starts_with("anthropic-"));
         if !dropped {
             headers.append(name.clone(), value.clone());
         }
@@ -501,21 +589,37 @@ fn build_request(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(key) = target.api_key() {
-        let mut value =
-            HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
-                GatewayError::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "The API key of target `{}` is not a valid header value.",
-                        target.name()
-                    ),
-                )
-            })?;
-        value.set_sensitive(true);
-        headers.insert(header::AUTHORIZATION, value);
+    if anthropic && !headers.contains_key("anthropic-version") {
+        headers.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(providers::anthropic::API_VERSION),
+        );
     }
-    Ok(out)
+    if let Some(key) = target.api_key() {
+        let (name, value) = match target.dialect() {
+            Dialect::OpenAi => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+            Dialect::Anthropic => (
+                HeaderName::from_static("x-api-key"),
+                key.expose().to_owned(),
+            ),
+            Dialect::Gemini => (
+                HeaderName::from_static("x-goog-api-key"),
+                key.expose().to_owned(),
+            ),
+        };
+        let mut value = HeaderValue::try_from(value).map_err(|_| {
+            GatewayError::new(
+                ErrorKind::Internal,
+                format!(
+                    "The API key of target `{}` is not a valid header value.",
+                    target.name()
+                ),
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(())
 }
 
 fn filter_response_headers(headers: &mut HeaderMap) {
@@ -546,25 +650,29 @@ where
 }
 
 /// Turns a provider's error answer into a gateway error with the provider's message,
-/// credentials redacted.
+/// credentials redacted. `dialects` is (provider, client): the provider's error
+/// `type`, `code` and `param` are passed on only when the client speaks its dialect.
 fn map_upstream_error(
     status: StatusCode,
     body: &[u8],
     name: &str,
     secrets: &[&str],
     retry_after: Option<&HeaderValue>,
+    dialects: (Dialect, Dialect),
 ) -> GatewayError {
-    let json: Option<Value> = serde_json::from_slice(body).ok();
-    let error = json.as_ref().and_then(|j| j.get("error"));
-    let field = |key: &str| {
-        error
-            .and_then(|e| e.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let message = field("message")
-        .or_else(|| error.and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| {
+    let (provider, client) = dialects;
+    // The provider's own shape first, then any other (a proxy in between may differ).
+    let parsed = [
+        provider,
+        Dialect::OpenAi,
+        Dialect::Anthropic,
+        Dialect::Gemini,
+    ]
+    .into_iter()
+    .find_map(|d| providers::decode_error(d, body));
+    let message = match &parsed {
+        Some(e) => e.message.clone(),
+        None => {
             let text = String::from_utf8_lossy(body);
             let text: String = text.chars().take(500).collect();
             if text.trim().is_empty() {
@@ -572,7 +680,8 @@ fn map_upstream_error(
             } else {
                 text
             }
-        });
+        }
+    };
     let message = redact(&message, secrets);
     let mut err = match status.as_u16() {
         401 | 403 => GatewayError::upstream(format!(
@@ -598,14 +707,15 @@ fn map_upstream_error(
             "The provider `{name}` failed ({status}): {message}"
         )),
     };
-    if (400..500).contains(&status.as_u16()) && !matches!(status.as_u16(), 401 | 403) {
-        if let Some(t) = field("type") {
+    let passes = (400..500).contains(&status.as_u16()) && !matches!(status.as_u16(), 401 | 403);
+    if let (true, true, Some(parsed)) = (passes, provider == client, parsed) {
+        if let Some(t) = parsed.error_type {
             err = err.with_type(t);
         }
-        if let Some(code) = field("code") {
+        if let Some(code) = parsed.code {
             err = err.with_code(code);
         }
-        if let Some(param) = field("param") {
+        if let Some(param) = parsed.param {
             err = err.with_param(param);
         }
     }

@@ -73,6 +73,30 @@ impl Target {
         name: impl Into<Arc<str>>,
         base_url: &str,
     ) -> Result<Target, InvalidBaseUrl> {
+        Target::with_dialect(name, base_url, Dialect::OpenAi)
+    }
+
+    /// An Anthropic Messages API target, authenticated with `x-api-key` (and
+    /// `anthropic-version`, the client's or
+    /// [`API_VERSION`](crate::providers::anthropic::API_VERSION)). `base_url` includes
+    /// the version prefix: `https://api.anthropic.com/v1`.
+    pub fn anthropic(name: impl Into<Arc<str>>, base_url: &str) -> Result<Target, InvalidBaseUrl> {
+        Target::with_dialect(name, base_url, Dialect::Anthropic)
+    }
+
+    /// A Gemini API target, authenticated with `x-goog-api-key`; requests go to
+    /// `{base_url}/models/{model}:generateContent` (or `:streamGenerateContent?alt=sse`).
+    /// `base_url` includes the version: `https://generativelanguage.googleapis.com/v1beta`.
+    pub fn gemini(name: impl Into<Arc<str>>, base_url: &str) -> Result<Target, InvalidBaseUrl> {
+        Target::with_dialect(name, base_url, Dialect::Gemini)
+    }
+
+    /// A target speaking `dialect` at `base_url`.
+    pub fn with_dialect(
+        name: impl Into<Arc<str>>,
+        base_url: &str,
+        dialect: Dialect,
+    ) -> Result<Target, InvalidBaseUrl> {
         let uri: Uri = base_url
             .parse()
             .map_err(|_| InvalidBaseUrl(base_url.to_owned()))?;
@@ -83,7 +107,7 @@ impl Target {
         Ok(Target {
             name: name.into(),
             base_url: base_url.trim_end_matches('/').into(),
-            dialect: Dialect::OpenAi,
+            dialect,
             api_key: None,
             model: None,
         })

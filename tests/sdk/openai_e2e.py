@@ -174,6 +174,84 @@ def reset_mid_stream_raises():
         raise AssertionError("expected the stream to raise")
 
 
+# ----- translated providers: the same SDK against the mock speaking Anthropic and Gemini.
+# The mock counts a token per word: "be brief" + "hello translated world" = 5 prompt
+# tokens; "Mock answer to: hello translated world" = 6 completion tokens.
+TRANSLATED = ["mock-anthropic/echo", "mock-gemini/echo"]
+CONVO = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello translated world"}]
+
+
+@check
+def translated_chat():
+    for model in TRANSLATED:
+        r = client.chat.completions.create(model=model, messages=CONVO, extra_headers={"x-mock-cached-tokens": "2"})
+        assert r.choices[0].message.content == "Mock answer to: hello translated world", (model, r)
+        assert r.choices[0].finish_reason == "stop", (model, r)
+        assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (5, 6), (model, r.usage)
+        assert r.usage.prompt_tokens_details.cached_tokens == 2, (model, r.usage)
+
+
+@check
+def translated_stream():
+    for model in TRANSLATED:
+        chunks = list(
+            client.chat.completions.create(
+                model=model, messages=CONVO, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "Mock answer to: hello translated world", (model, text)
+        assert chunks[0].choices[0].delta.role == "assistant", (model, chunks[0])
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish == ["stop"], (model, finish)
+        assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (5, 6), (model, chunks[-1])
+        # Without include_usage, no usage chunk.
+        plain = list(client.chat.completions.create(model=model, messages=CONVO, stream=True))
+        assert all(c.usage is None and c.choices for c in plain), model
+
+
+@check
+def translated_tool_loop():
+    for model in TRANSLATED:
+        messages = [{"role": "user", "content": "weather in Paris"}]
+        r = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL])
+        assert r.choices[0].finish_reason == "tool_calls", (model, r)
+        call = r.choices[0].message.tool_calls[0]
+        assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"echo": "weather in Paris"}
+        # Streamed too: the call's name and arguments arrive as deltas.
+        name, args = "", ""
+        for c in client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL], stream=True):
+            for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+                name += tc.function.name or ""
+                args += tc.function.arguments or ""
+        assert name == "get_weather" and json.loads(args) == {"echo": "weather in Paris"}, (model, name, args)
+        messages += [
+            {"role": "assistant", "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"},
+        ]
+        r2 = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL])
+        assert r2.choices[0].message.content == "Tool said: sunny, 21C", (model, r2)
+        # "weather in Paris" + "sunny, 21C" = 5 prompt words; "Tool said: sunny, 21C" = 4.
+        assert (r2.usage.prompt_tokens, r2.usage.completion_tokens) == (5, 4), (model, r2.usage)
+
+
+@check
+def translated_errors():
+    for model in TRANSLATED:
+        try:
+            client.chat.completions.create(model=model, messages=CONVO, extra_headers={"x-mock-status": "429"})
+        except openai.RateLimitError as e:
+            assert e.response.headers.get("retry-after") == "1", e.response.headers
+        else:
+            raise AssertionError("expected a 429")
+    try:
+        client.chat.completions.create(model="mock-anthropic/echo", messages=CONVO, n=2)
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "n", e.body
+    else:
+        raise AssertionError("expected a 400 naming n")
+
+
 for fn in CHECKS:
     fn()
     print(f"ok: {fn.__name__}", flush=True)
