@@ -112,6 +112,8 @@ mod headers;
 mod layer;
 mod limits;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod scope;
 mod service;
 mod store;
@@ -120,6 +122,9 @@ pub use future::ResponseFuture;
 pub use layer::{RateLimitLayer, DEFAULT_OUTPUT_RESERVE};
 pub use limits::{Limits, ParseLimitsError, Rate};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{FailMode, RedisStore, RedisStoreBuilder, RedisStoreError, DEFAULT_REDIS_TIMEOUT};
 pub use scope::{DefaultMakeRateLimitKey, MakeRateLimitKey, RateLimitKey, Scope};
 pub use service::RateLimit;
 pub use store::RateLimitStore;

@@ -4,6 +4,8 @@
 
 mod memory;
 mod readiness;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::net::SocketAddr;
 
