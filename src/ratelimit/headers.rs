@@ -9,36 +9,48 @@ use super::store::{Denial, Dimension, Snapshot};
 use crate::error::{ErrorKind, GatewayError};
 use crate::{Body, Dialect};
 
+/// Header names per dialect and dimension: limit, remaining, reset.
+const OPENAI: [[HeaderName; 3]; 2] = [
+    [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ],
+];
+const ANTHROPIC: [[HeaderName; 3]; 2] = [
+    [
+        HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+        HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+    ],
+    [
+        HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+    ],
+];
+
 /// Writes the snapshot as OpenAI `x-ratelimit-*` headers (also for Gemini, which has
 /// none of its own) or Anthropic `anthropic-ratelimit-*` headers.
 pub(crate) fn write(headers: &mut HeaderMap, dialect: Dialect, snapshot: &Snapshot) {
-    let sets = [("requests", snapshot.requests), ("tokens", snapshot.tokens)];
-    for (what, gauge) in sets {
+    let names = match dialect {
+        Dialect::Anthropic => &ANTHROPIC,
+        _ => &OPENAI,
+    };
+    for (names, gauge) in names.iter().zip([snapshot.requests, snapshot.tokens]) {
         let Some(g) = gauge else { continue };
-        match dialect {
-            Dialect::Anthropic => {
-                let name = |part: &str| format!("anthropic-ratelimit-{what}-{part}");
-                put(headers, &name("limit"), HeaderValue::from(g.limit));
-                put(headers, &name("remaining"), HeaderValue::from(g.remaining));
-                put(
-                    headers,
-                    &name("reset"),
-                    rfc3339(SystemTime::now() + g.reset),
-                );
-            }
-            _ => {
-                let name = |part: &str| format!("x-ratelimit-{part}-{what}");
-                put(headers, &name("limit"), HeaderValue::from(g.limit));
-                put(headers, &name("remaining"), HeaderValue::from(g.remaining));
-                put(headers, &name("reset"), go_duration(g.reset));
-            }
-        }
-    }
-}
-
-fn put(headers: &mut HeaderMap, name: &str, value: HeaderValue) {
-    if let Ok(name) = HeaderName::try_from(name) {
-        headers.insert(name, value);
+        let reset = match dialect {
+            Dialect::Anthropic => rfc3339(SystemTime::now() + g.reset),
+            _ => go_duration(g.reset),
+        };
+        headers.insert(names[0].clone(), HeaderValue::from(g.limit));
+        headers.insert(names[1].clone(), HeaderValue::from(g.remaining));
+        headers.insert(names[2].clone(), reset);
     }
 }
 
