@@ -16,11 +16,19 @@
 //!   OpenAI (or any OpenAI-compatible base URL) when the key is set.
 //! - `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`: `claude-*` models go to Anthropic.
 //! - `GEMINI_API_KEY` / `GEMINI_BASE_URL`: `gemini-*` models go to Gemini.
+//! - `TOLLGATE_REDIS_URL`: keep rate-limit counters in Redis, shared by every replica
+//!   (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
+//!   Redis does not answer within 50 ms (default `open`: admit without counting).
+//! - `TOLLGATE_RATE_LIMIT_GLOBAL`: limits for the whole gateway, e.g.
+//!   `rpm=600,tpm=200000,max_parallel=64` (`rpm`, `rpd`, `tpm`, `tpd`, `max_parallel`).
+//! - `TOLLGATE_RATE_LIMIT_MODELS`: per-model limits, `;`-separated `MODEL LIMITS`
+//!   entries, e.g. `mock/echo rpm=60,tpm=10000; gpt-4o-mini max_parallel=8`.
+//! - `TOLLGATE_RATE_LIMIT_CLIENT`: limits per client IP address (IPv6 by /64).
+//! - `RUST_LOG`: log filter (default `info`).
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
 //! mock in the OpenAI, Anthropic and Gemini dialects. Both `/v1/chat/completions` and
 //! `/v1/messages` reach every model: the upstream translates between dialects.
-//! - `RUST_LOG`: log filter (default `info`).
 //!
 //! It prints `listening on http://ADDR` on stdout once it accepts connections.
 
@@ -28,7 +36,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,7 +44,9 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
 use tollgate::error::{ErrorKind, GatewayError};
+use tollgate::extension::ClientAddr;
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
+use tollgate::ratelimit::{FailMode, Limits, RateLimitLayer, RedisStore};
 use tollgate::request::LlmRequest;
 use tollgate::testing::MockServer;
 use tollgate::upstream::{ApiKey, Target, Upstream};
@@ -154,7 +164,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         gemini,
     };
 
-    let app = router(providers);
+    let app = router(providers, rate_limits().await?);
     let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()
@@ -169,15 +179,68 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     drop(mock);
     Ok(())
 }
 
-fn router(providers: Providers) -> Router {
-    let llm = tower::service_fn(move |req: Request| dispatch(providers.clone(), req));
+/// The rate-limit layer from the environment: Redis or memory, global, per-model and
+/// per-client-address limits (none by default).
+async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let limits = |name: &str, text: &str| -> Result<Limits, String> {
+        text.parse().map_err(|e| format!("{name}: {e}"))
+    };
+    let mut layer = RateLimitLayer::new();
+    if let Some(text) = var("TOLLGATE_RATE_LIMIT_CLIENT") {
+        layer = layer.per_client_ip(limits("TOLLGATE_RATE_LIMIT_CLIENT", &text)?);
+    }
+    if let Some(text) = var("TOLLGATE_RATE_LIMIT_GLOBAL") {
+        layer = layer.global(limits("TOLLGATE_RATE_LIMIT_GLOBAL", &text)?);
+    }
+    if let Some(text) = var("TOLLGATE_RATE_LIMIT_MODELS") {
+        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (model, spec) = entry.split_once(char::is_whitespace).ok_or_else(|| {
+                format!("TOLLGATE_RATE_LIMIT_MODELS: `{entry}`: expected `MODEL LIMITS`")
+            })?;
+            let name = format!("TOLLGATE_RATE_LIMIT_MODELS ({model})");
+            layer = layer.model(model, limits(&name, spec.trim())?);
+        }
+    }
+    match var("TOLLGATE_REDIS_URL") {
+        Some(url) => {
+            let fail = match var("TOLLGATE_REDIS_FAIL").as_deref() {
+                None | Some("open") => FailMode::Open,
+                Some("closed") => FailMode::Closed,
+                Some(other) => {
+                    return Err(
+                        format!("TOLLGATE_REDIS_FAIL: `{other}` (expected open or closed)").into(),
+                    )
+                }
+            };
+            let store = RedisStore::builder(url).fail_mode(fail).connect().await?;
+            tracing::info!(?fail, "rate limits are shared in Redis");
+            layer = layer.store(store);
+        }
+        None => {
+            tracing::info!("rate limits are kept in memory (set TOLLGATE_REDIS_URL to share them)")
+        }
+    }
+    Ok(layer)
+}
+
+fn router(providers: Providers, rate_limits: RateLimitLayer) -> Router {
+    let llm = ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(rate_limits)
+        .service_fn(move |req: http::Request<tollgate::Body>| {
+            dispatch(providers.clone(), req.map(axum::body::Body::new))
+        });
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route_service("/v1/chat/completions", post_only(llm.clone()))
@@ -196,6 +259,7 @@ fn router(providers: Providers) -> Router {
                     MakeRequestUuid,
                 ))
                 .layer(PropagateRequestIdLayer::new(x_request_id))
+                .layer(middleware::from_fn(client_addr))
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     AUTHORIZATION,
                     HeaderName::from_static("x-api-key"),
@@ -240,6 +304,14 @@ async fn dispatch(providers: Providers, mut req: Request) -> Result<Response, In
     req.extensions_mut().insert(target.clone());
     let res = providers.upstream.oneshot(req).await?;
     Ok(axum_response(res))
+}
+
+/// Hands the connection's peer address to the layers as [`ClientAddr`].
+async fn client_addr(mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        req.extensions_mut().insert(ClientAddr(addr));
+    }
+    next.run(req).await
 }
 
 /// One log line per request, written when its outcome resolves (so it has the TTFB and

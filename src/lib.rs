@@ -21,6 +21,8 @@
 //! |---|---|
 //! | `upstream` | [`upstream::Upstream`]: pooled HTTP/1.1 + HTTP/2 client over rustls |
 //! | `testing` | [`testing`]: the mock provider (in-process service and loopback server) |
+//! | `ratelimit` | [`ratelimit`]: requests, tokens and concurrency per scope, in memory |
+//! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet |
 //! | `full` | all of the above |
 //!
 //! The core (request parsing, outcome, errors, SSE) needs no feature.
@@ -30,8 +32,12 @@ mod body;
 mod macros;
 
 pub mod error;
+pub mod extension;
 pub mod outcome;
 pub mod providers;
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+pub mod ratelimit;
 pub mod request;
 pub mod sse;
 #[cfg(feature = "testing")]
