@@ -20,6 +20,8 @@
 //! | feature | enables |
 //! |---|---|
 //! | `upstream` | [`upstream::Upstream`]: pooled HTTP/1.1 + HTTP/2 client over rustls |
+//! | `metering` | [`metering`]: prices, costs, usage records, the ledger trait |
+//! | `sqlite` | the SQLite usage ledger (the embedded default) |
 //! | `testing` | [`testing`]: the mock provider (in-process service and loopback server) |
 //! | `full` | all of the above |
 //!
@@ -27,9 +29,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod extension;
 mod macros;
 
 pub mod error;
+#[cfg(feature = "metering")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metering")))]
+pub mod metering;
 pub mod outcome;
 pub mod request;
 pub mod sse;
@@ -41,6 +47,7 @@ pub mod testing;
 pub mod upstream;
 
 pub use body::Body;
+pub use extension::ServedBy;
 pub use request::{Dialect, Endpoint};
 
 /// The boxed error type used at the upstream client boundary.
