@@ -20,6 +20,8 @@
 //! | feature | enables |
 //! |---|---|
 //! | `upstream` | [`upstream::Upstream`]: pooled HTTP/1.1 + HTTP/2 client over rustls |
+//! | `metering` | [`metering`]: prices, costs, usage records, the ledger trait |
+//! | `sqlite` | the SQLite usage ledger (the embedded default) |
 //! | `testing` | [`testing`]: the mock provider (in-process service and loopback server) |
 //! | `ratelimit` | [`ratelimit`]: requests, tokens and concurrency per scope, in memory |
 //! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet |
@@ -33,6 +35,9 @@ mod macros;
 
 pub mod error;
 pub mod extension;
+#[cfg(feature = "metering")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metering")))]
+pub mod metering;
 pub mod outcome;
 pub mod providers;
 #[cfg(feature = "ratelimit")]

@@ -103,7 +103,8 @@ impl Usage {
 }
 
 /// How a response body ended. See the [module docs](crate::outcome).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum End {
     /// Everything was delivered (for streams: the terminal event went through).
     Complete,

@@ -22,6 +22,7 @@ use super::body::{IdleTimeoutBody, Prefixed, StreamErrorEvent};
 use super::redact::redact;
 use super::Target;
 use crate::error::{ErrorKind, GatewayError};
+use crate::extension::ServedBy;
 use crate::outcome::{observe, ObserveOptions};
 use crate::providers::{self, Replace, StreamEncoder, TranslateStream};
 use crate::request::LlmRequest;
@@ -220,7 +221,18 @@ where
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let shared = self.shared.clone();
-        ResponseFuture::new(async move { Ok(forward(shared, req.map(Body::new)).await) })
+        let served = req
+            .extensions()
+            .get::<Target>()
+            .or(shared.default_target.as_ref())
+            .map(|t| ServedBy::new(t.name(), t.model().map(Into::into)));
+        ResponseFuture::new(async move {
+            let mut res = forward(shared, req.map(Body::new)).await;
+            if let Some(served) = served {
+                res.extensions_mut().insert(served);
+            }
+            Ok(res)
+        })
     }
 }
 

@@ -1,0 +1,86 @@
+//! Where usage records go: the [`Ledger`] trait and its implementations.
+
+mod memory;
+mod spool;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod writer;
+
+use std::sync::Arc;
+
+pub use memory::MemoryLedger;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::{LedgerError, SqliteLedger};
+pub use writer::LedgerStats;
+
+use super::UsageRecord;
+
+/// Takes usage records. See the [module docs](crate::metering).
+///
+/// [`record`](Ledger::record) is called on the request path when a response ends, so it
+/// must return at once: implementations queue the record and write it elsewhere. It
+/// must never drop a record silently.
+pub trait Ledger: Send + Sync + 'static {
+    /// Takes one record.
+    fn record(&self, record: UsageRecord);
+}
+
+impl<L: Ledger + ?Sized> Ledger for Arc<L> {
+    fn record(&self, record: UsageRecord) {
+        (**self).record(record)
+    }
+}
+
+/// Rows of a usage query.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct UsageRow {
+    /// The group (a day `YYYY-MM-DD`, a model, a key or a team; `"all"` ungrouped).
+    pub group: String,
+    /// Number of requests.
+    pub requests: u64,
+    /// Input tokens.
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Cached input tokens.
+    pub cached_tokens: u64,
+    /// Total cost.
+    pub cost: super::Money,
+}
+
+/// How a usage query groups its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupBy {
+    /// One row for everything.
+    #[default]
+    None,
+    /// One row per UTC day.
+    Day,
+    /// One row per model used.
+    Model,
+    /// One row per client key.
+    Key,
+    /// One row per team.
+    Team,
+}
+
+/// A usage query: filters and a grouping.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UsageQuery {
+    /// Only this client key.
+    pub key_id: Option<String>,
+    /// Only this team.
+    pub team: Option<String>,
+    /// Only this model (as used).
+    pub model: Option<String>,
+    /// From this time (ms since the epoch, inclusive).
+    pub from_ms: Option<i64>,
+    /// Until this time (ms since the epoch, exclusive).
+    pub to_ms: Option<i64>,
+    /// How rows are grouped.
+    pub group_by: GroupBy,
+}

@@ -1,0 +1,365 @@
+//! The background writer shared by the database ledgers: a bounded queue, batches,
+//! a spool file when the database is down or the queue is full, and replay.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::spool::Spool;
+use super::UsageRecord;
+use crate::BoxError;
+
+/// Records written per database round trip, at most.
+const BATCH: usize = 512;
+/// How often a ledger with spooled records tries to replay them.
+const REPLAY_EVERY: Duration = Duration::from_secs(2);
+
+/// What a ledger has done with its records since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LedgerStats {
+    /// Records written to the database (replays included).
+    pub written: u64,
+    /// Records spooled to the local file (database down or queue full).
+    pub spooled: u64,
+    /// Spooled records later written to the database.
+    pub replayed: u64,
+    /// Spool lines that could not be read back (a torn write after a crash).
+    pub unreadable: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    written: AtomicU64,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
+    unreadable: AtomicU64,
+}
+
+/// A database that stores batches; inserting a record twice must be a no-op (records
+/// carry unique ids), so replays are idempotent.
+pub(super) trait Store: Send + Sync + 'static {
+    fn insert<'a>(
+        &'a self,
+        batch: &'a [UsageRecord],
+    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+}
+
+enum Msg {
+    Record(Box<UsageRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The queue end held by the ledger (cheap to clone).
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    tx: mpsc::Sender<Msg>,
+    spool: Arc<Spool>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl Writer {
+    /// Starts the writer task on the current tokio runtime.
+    pub(super) fn spawn<S: Store>(store: S, spool_path: PathBuf, queue: usize) -> Writer {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let spool = Arc::new(Spool::new(spool_path));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(store, rx, spool.clone(), counters.clone()));
+        Writer {
+            tx,
+            spool,
+            counters,
+        }
+    }
+
+    /// Queues a record; when the queue is full (or the writer is gone) the record is
+    /// spooled right here instead of dropped.
+    pub(super) fn record(&self, record: UsageRecord) {
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Msg::Record(record)))
+            | Err(mpsc::error::TrySendError::Closed(Msg::Record(record))) => {
+                spool_records(&self.spool, &self.counters, std::slice::from_ref(&*record));
+            }
+            Err(_) => unreachable!("only records are sent with try_send"),
+        }
+    }
+
+    /// Waits until every record queued before this call is written or spooled.
+    pub(super) async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    pub(super) fn stats(&self) -> LedgerStats {
+        let c = &self.counters;
+        LedgerStats {
+            written: c.written.load(Ordering::Relaxed),
+            spooled: c.spooled.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            unreadable: c.unreadable.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn spool_records(spool: &Spool, counters: &Counters, records: &[UsageRecord]) {
+    match spool.append(records) {
+        Ok(()) => {
+            counters
+                .spooled
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            tracing::warn!(records = records.len(), path = %spool.path().display(), "usage records spooled to disk");
+        }
+        // Nowhere left to put them: say so as loudly as possible, with the records.
+        Err(err) => tracing::error!(
+            error = %err,
+            path = %spool.path().display(),
+            records = ?records,
+            "usage records could not be written to the database nor spooled"
+        ),
+    }
+}
+
+async fn run<S: Store>(
+    store: S,
+    mut rx: mpsc::Receiver<Msg>,
+    spool: Arc<Spool>,
+    counters: Arc<Counters>,
+) {
+    let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
+    let mut replay_tick = tokio::time::interval(REPLAY_EVERY);
+    replay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            _ = replay_tick.tick() => {
+                replay(&store, &spool, &counters).await;
+                continue;
+            }
+        };
+        let mut flushes = Vec::new();
+        let mut closed = false;
+        match msg {
+            Some(Msg::Record(record)) => batch.push(*record),
+            Some(Msg::Flush(done)) => flushes.push(done),
+            None => closed = true,
+        }
+        // Take what else is already queued, without waiting: batches grow with load.
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Record(record)) => batch.push(*record),
+                Ok(Msg::Flush(done)) => flushes.push(done),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            match store.insert(&batch).await {
+                Ok(()) => {
+                    counters
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, records = batch.len(), "ledger database write failed; spooling");
+                    spool_records(&spool, &counters, &batch);
+                }
+            }
+            batch.clear();
+        }
+        if !flushes.is_empty() {
+            replay(&store, &spool, &counters).await;
+            for done in flushes {
+                let _ = done.send(());
+            }
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Writes spooled records back until the spool is empty; on failure they stay spooled
+/// for the next try.
+async fn replay<S: Store>(store: &S, spool: &Spool, counters: &Counters) {
+    // An unfinished earlier replay first, then what was spooled meanwhile.
+    while spool.has_records() {
+        if !replay_once(store, spool, counters).await {
+            return;
+        }
+    }
+}
+
+async fn replay_once<S: Store>(store: &S, spool: &Spool, counters: &Counters) -> bool {
+    let (records, unreadable) = match spool.take() {
+        Ok(Some(taken)) => taken,
+        Ok(None) => return false,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the usage spool; will retry");
+            return false;
+        }
+    };
+    for chunk in records.chunks(BATCH) {
+        if let Err(err) = store.insert(chunk).await {
+            tracing::info!(error = %err, "ledger database still unavailable; spooled records wait");
+            return false;
+        }
+    }
+    if let Err(err) = spool.commit() {
+        tracing::warn!(error = %err, "could not remove the replayed spool file");
+        return false;
+    }
+    counters
+        .written
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    counters
+        .replayed
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    if unreadable > 0 {
+        counters
+            .unreadable
+            .fetch_add(unreadable as u64, Ordering::Relaxed);
+        tracing::error!(
+            lines = unreadable,
+            "unreadable lines in the usage spool were skipped"
+        );
+    }
+    tracing::info!(records = records.len(), "spooled usage records replayed");
+    true
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::metering::Money;
+    use crate::outcome::End;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+
+    /// A store that can be switched off, like a database going down.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        down: Arc<AtomicBool>,
+        rows: Arc<Mutex<std::collections::BTreeMap<String, UsageRecord>>>,
+    }
+
+    impl Store for Flaky {
+        fn insert<'a>(
+            &'a self,
+            batch: &'a [UsageRecord],
+        ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err("database is down".into());
+                }
+                let mut rows = self.rows.lock().unwrap();
+                for r in batch {
+                    rows.entry(r.id.clone()).or_insert_with(|| r.clone()); // idempotent
+                }
+                Ok(())
+            })
+        }
+    }
+
+    pub(crate) fn record(id: usize) -> UsageRecord {
+        UsageRecord {
+            id: format!("req-{id}"),
+            time_ms: 0,
+            key_id: None,
+            team: None,
+            requested_model: "m".into(),
+            provider: None,
+            model: "m".into(),
+            attempts: 1,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            cost: Money::from_nanos(3),
+            priced: true,
+            latency_us: 1,
+            ttfb_us: None,
+            status: 200,
+            end: End::Complete,
+            cache_hit: false,
+            exact: true,
+        }
+    }
+
+    fn spool_path(name: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("tollgate-{name}-{}.spool", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[tokio::test]
+    async fn database_down_then_back_loses_nothing_and_writes_each_record_once() {
+        let store = Flaky::default();
+        let writer = Writer::spawn(store.clone(), spool_path("flaky"), 64);
+        for i in 0..100 {
+            writer.record(record(i));
+        }
+        writer.flush().await;
+        store.down.store(true, Ordering::SeqCst);
+        for i in 100..250 {
+            writer.record(record(i));
+        }
+        writer.flush().await;
+        assert!(writer.stats().spooled >= 150, "{:?}", writer.stats());
+        assert_eq!(store.rows.lock().unwrap().len(), 100);
+        store.down.store(false, Ordering::SeqCst);
+        writer.flush().await; // replays
+        let stats = writer.stats();
+        assert_eq!(store.rows.lock().unwrap().len(), 250, "{stats:?}");
+        assert_eq!(stats.replayed, stats.spooled);
+        assert_eq!(stats.written, 250);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_spools_instead_of_dropping() {
+        let store = Flaky::default();
+        // A queue of one on a runtime that cannot run the writer in between.
+        let writer = Writer::spawn(store.clone(), spool_path("full"), 1);
+        for i in 0..20 {
+            writer.record(record(i));
+        }
+        assert!(writer.stats().spooled >= 18, "{:?}", writer.stats());
+        writer.flush().await;
+        assert_eq!(store.rows.lock().unwrap().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn torn_spool_lines_are_counted_not_fatal() {
+        let path = spool_path("torn");
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n{{\"id\": \"tor",
+                serde_json::to_string(&record(1)).unwrap()
+            ),
+        )
+        .unwrap();
+        let store = Flaky::default();
+        let writer = Writer::spawn(store.clone(), path, 8);
+        writer.flush().await;
+        assert_eq!(store.rows.lock().unwrap().len(), 1);
+        assert_eq!(writer.stats().unreadable, 1);
+    }
+}
