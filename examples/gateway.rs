@@ -24,6 +24,7 @@
 //! - `TOLLGATE_RATE_LIMIT_MODELS`: per-model limits, `;`-separated `MODEL LIMITS`
 //!   entries, e.g. `mock/echo rpm=60,tpm=10000; gpt-4o-mini max_parallel=8`.
 //! - `TOLLGATE_RATE_LIMIT_CLIENT`: limits per client IP address (IPv6 by /64).
+//! - `TOLLGATE_DB`: SQLite file of the usage ledger (default `./tollgate.db`).
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
@@ -45,6 +46,7 @@ use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
+use tollgate::metering::{MeteringLayer, SqliteLedger};
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
 use tollgate::ratelimit::{FailMode, Limits, RateLimitLayer, RedisStore};
 use tollgate::request::LlmRequest;
@@ -119,6 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr) // stdout carries only the `listening on` line
         .init();
 
     if std::env::var_os("TOLLGATE_MASTER_KEY").is_some() {
@@ -164,7 +167,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         gemini,
     };
 
-    let app = router(providers, rate_limits().await?);
+    let db = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
+    let ledger = SqliteLedger::open(&db).await?;
+    tracing::info!(path = %db, "usage ledger: SQLite (TOLLGATE_DB)");
+    let app = router(providers, rate_limits().await?, ledger.clone());
     let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()
@@ -185,6 +191,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    ledger.flush().await;
+    let stats = ledger.stats();
+    tracing::info!(
+        written = stats.written,
+        spooled = stats.spooled,
+        replayed = stats.replayed,
+        "usage ledger flushed"
+    );
     drop(mock);
     Ok(())
 }
@@ -234,10 +248,11 @@ async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
     Ok(layer)
 }
 
-fn router(providers: Providers, rate_limits: RateLimitLayer) -> Router {
+fn router(providers: Providers, rate_limits: RateLimitLayer, ledger: SqliteLedger) -> Router {
     let llm = ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(rate_limits)
+        .layer(MeteringLayer::new(ledger))
         .service_fn(move |req: http::Request<tollgate::Body>| {
             dispatch(providers.clone(), req.map(axum::body::Body::new))
         });

@@ -4,14 +4,30 @@
 //! The SDKs come from `.venv` (made by `.ci/run`) or `TOLLGATE_PYTHON`. Without one the
 //! test is skipped with a printed reason, unless `TOLLGATE_REQUIRE_SDK=1` (CI sets it),
 //! in which case it fails.
-#![cfg(all(feature = "upstream", feature = "testing"))]
+//!
+//! Afterwards the gateway is stopped with SIGTERM (it flushes its usage ledger) and the
+//! ledger is read back: one exact, priced record per successful answer.
+#![cfg(all(feature = "upstream", feature = "testing", feature = "sqlite"))]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// Kills the gateway when the test ends, however it ends.
 struct Gateway(Child);
+
+impl Gateway {
+    /// Stops the gateway the way an operator does (SIGTERM), so it flushes its ledger.
+    fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.0.wait().expect("wait for the gateway");
+        assert!(
+            status.success(),
+            "the gateway exits cleanly on SIGTERM: {status}"
+        );
+    }
+}
 
 impl Drop for Gateway {
     fn drop(&mut self) {
@@ -51,9 +67,10 @@ fn gateway_binary() -> PathBuf {
     bin
 }
 
-fn start_gateway() -> (Gateway, String) {
+fn start_gateway(db: &Path) -> (Gateway, String) {
     let mut child = Command::new(gateway_binary())
         .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_DB", db)
         .env("RUST_LOG", "info")
         .env_remove("OPENAI_API_KEY")
         .env_remove("ANTHROPIC_API_KEY")
@@ -88,7 +105,11 @@ fn run_sdk_script(module: &str, script: &str, test: &str) {
         eprintln!("SKIPPED {test}: {reason}");
         return;
     };
-    let (_gateway, url) = start_gateway();
+    let dir = std::env::temp_dir().join(format!("tollgate-sdk-{module}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("tollgate.db");
+    let (gateway, url) = start_gateway(&db);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sdk")
         .join(script);
@@ -105,6 +126,43 @@ fn run_sdk_script(module: &str, script: &str, test: &str) {
         "SDK checks failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains(&format!("{module} SDK checks passed")));
+    gateway.stop();
+    check_ledger(&db);
+}
+
+/// Every request the SDK made is in the ledger; every complete answer is exact and
+/// priced (the mock models have a nominal price).
+fn check_ledger(db: &Path) {
+    use tollgate::metering::SqliteLedger;
+    use tollgate::outcome::End;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let records = rt.block_on(async {
+        let ledger = SqliteLedger::open(db)
+            .await
+            .expect("open the gateway's ledger");
+        ledger.records().await.unwrap()
+    });
+    assert!(
+        records.len() >= 10,
+        "one record per request, got {}",
+        records.len()
+    );
+    let complete: Vec<_> = records
+        .iter()
+        .filter(|r| r.status == 200 && r.end == End::Complete)
+        .collect();
+    assert!(!complete.is_empty());
+    for r in &complete {
+        assert!(r.exact && r.priced && r.cost.nanos() > 0, "{r:?}");
+        assert!(r.prompt_tokens > 0, "{r:?}");
+    }
+    assert!(
+        records.iter().any(|r| r.status == 404),
+        "refusals are metered too"
+    );
 }
 
 /// The `openai` SDK: `mock/...` natively, `mock-anthropic/...` and `mock-gemini/...`

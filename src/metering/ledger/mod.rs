@@ -84,3 +84,41 @@ pub struct UsageQuery {
     /// How rows are grouped.
     pub group_by: GroupBy,
 }
+
+impl UsageQuery {
+    /// Everything, ungrouped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only this client key.
+    pub fn key_id(mut self, key_id: impl Into<String>) -> Self {
+        self.key_id = Some(key_id.into());
+        self
+    }
+
+    /// Only this team.
+    pub fn team(mut self, team: impl Into<String>) -> Self {
+        self.team = Some(team.into());
+        self
+    }
+
+    /// Only this model (as used).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Only records in `[from_ms, to_ms)`, milliseconds since the Unix epoch.
+    pub fn between(mut self, from_ms: Option<i64>, to_ms: Option<i64>) -> Self {
+        self.from_ms = from_ms;
+        self.to_ms = to_ms;
+        self
+    }
+
+    /// Groups rows.
+    pub fn group_by(mut self, group_by: GroupBy) -> Self {
+        self.group_by = group_by;
+        self
+    }
+}
