@@ -11,8 +11,9 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::account::{Account, Accounts, Refusal};
 use super::{Money, PriceTable, UsageRecord};
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
 use crate::outcome::{observe, ObserveOptions, Outcome, Report};
 use crate::request::LlmRequest;
@@ -42,6 +43,32 @@ pub struct MeteringLayer<L> {
     ledger: L,
     prices: Arc<PriceTable>,
     unknown: UnknownPrice,
+    accounts: Option<Accounts>,
+    output_reserve: u64,
+}
+
+/// Who pays for a request: put it in the request extensions (authentication does) to
+/// fill the record's key and team and to apply their balances and budgets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Payer {
+    /// The client key's id.
+    pub key_id: Option<String>,
+    /// The key's team.
+    pub team: Option<String>,
+}
+
+impl Payer {
+    /// A payer with a key and, optionally, a team.
+    pub fn new(key_id: Option<String>, team: Option<String>) -> Self {
+        Payer { key_id, team }
+    }
+
+    fn accounts(&self) -> Vec<Account> {
+        let key = self.key_id.clone().map(Account::Key);
+        let team = self.team.clone().map(Account::Team);
+        key.into_iter().chain(team).collect()
+    }
 }
 
 impl<L> MeteringLayer<L> {
@@ -51,7 +78,23 @@ impl<L> MeteringLayer<L> {
             ledger,
             prices: Arc::new(PriceTable::builtin()),
             unknown: UnknownPrice::default(),
+            accounts: None,
+            output_reserve: 4096,
         }
+    }
+
+    /// Applies these prepaid balances and budgets (see [`Accounts`]) to the
+    /// [`Payer`] of each request.
+    pub fn accounts(mut self, accounts: Accounts) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// Output tokens reserved against a prepaid balance when the request sets no
+    /// `max_tokens` (default 4096).
+    pub fn output_reserve(mut self, tokens: u64) -> Self {
+        self.output_reserve = tokens;
+        self
     }
 
     /// Uses this price table instead of the shipped one.
@@ -73,6 +116,8 @@ impl<L: Clone> Clone for MeteringLayer<L> {
             ledger: self.ledger.clone(),
             prices: self.prices.clone(),
             unknown: self.unknown,
+            accounts: self.accounts.clone(),
+            output_reserve: self.output_reserve,
         }
     }
 }
@@ -169,6 +214,21 @@ where
                 .with_param("model");
                 return Ok(err.to_response(llm.dialect()));
             }
+            let payer = req.extensions().get::<Payer>().cloned().unwrap_or_default();
+            let hold = match &layer.accounts {
+                Some(accounts) => {
+                    let price = layer.prices.get(llm.model());
+                    let worst = price.map_or(Money::ZERO, |p| {
+                        let output = llm.max_tokens().unwrap_or(layer.output_reserve);
+                        p.cost_of(llm.estimated_input_tokens(), 0, 0, output)
+                    });
+                    match accounts.reserve(&payer.accounts(), worst) {
+                        Ok(hold) => Some(hold),
+                        Err(refusal) => return Ok(refused(refusal).to_response(llm.dialect())),
+                    }
+                }
+                None => None,
+            };
             let id = req
                 .headers()
                 .get("x-request-id")
@@ -186,6 +246,7 @@ where
                     .map_or(0, |d| d.as_millis() as i64),
                 requested_model: llm.model().to_owned(),
                 served: res.extensions().get::<ServedBy>().cloned(),
+                payer,
                 cache_hit: res
                     .headers()
                     .get("x-tollgate-cache")
@@ -194,8 +255,13 @@ where
             if let Some(outcome) = res.extensions().get::<Outcome>() {
                 let ledger = layer.ledger.clone();
                 let prices = layer.prices.clone();
-                outcome
-                    .on_resolve(move |report| ledger.record(pending.into_record(report, &prices)));
+                outcome.on_resolve(move |report| {
+                    let record = pending.into_record(report, &prices);
+                    if let Some(hold) = hold {
+                        hold.settle(record.cost);
+                    }
+                    ledger.record(record);
+                });
             }
             Ok(res)
         })
@@ -212,6 +278,7 @@ struct Pending {
     time_ms: i64,
     requested_model: String,
     served: Option<ServedBy>,
+    payer: Payer,
     cache_hit: bool,
 }
 
@@ -246,8 +313,8 @@ impl Pending {
         UsageRecord {
             id: self.id,
             time_ms: self.time_ms,
-            key_id: None,
-            team: None,
+            key_id: self.payer.key_id,
+            team: self.payer.team,
             requested_model: self.requested_model,
             provider,
             model,
@@ -266,6 +333,28 @@ impl Pending {
             exact: report.usage_is_exact(),
         }
     }
+}
+
+/// The 429 `insufficient_quota` for a refusal, saying what to do.
+fn refused(refusal: Refusal) -> GatewayError {
+    let err = match refusal {
+        Refusal::Balance(account) => GatewayError::new(
+            ErrorKind::InsufficientQuota,
+            format!(
+                "The prepaid balance of {account} is used up; credit it with POST /admin/balances/<key or team>."
+            ),
+        ),
+        Refusal::Budget { account, resets_ms } => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let wait = ((resets_ms - now).max(0) as u64).div_ceil(1000);
+            GatewayError::new(
+                ErrorKind::InsufficientQuota,
+                format!("The budget of {account} for this period is spent; it resets in {wait} s."),
+            )
+            .with_retry_after(wait)
+        }
+    };
+    err.with_type("insufficient_quota")
 }
 
 /// Warns once per model: a busy gateway must not log the same line per request.

@@ -21,6 +21,11 @@
 //!   embedded default. Database ledgers batch writes in a background task, spool to a
 //!   local file when the database is down or their queue is full, replay it later
 //!   (idempotently: records carry ids), and count each case ([`LedgerStats`]).
+//! - **Balances and budgets** ([`Accounts`], with [`MeteringLayer::accounts`]): per key
+//!   or team ([`Payer`]), decided before the call. A prepaid balance reserves the worst
+//!   case and settles the real cost; a budget resets each UTC day, week or month and
+//!   sends [`BudgetEvent`]s at its soft threshold. Both refuse with 429
+//!   `insufficient_quota`.
 //!
 //! ```
 //! use tollgate::metering::{MemoryLedger, MeteringLayer};
@@ -50,13 +55,15 @@
 //! Where it goes: after authentication (to know the key) and before the cache (so a
 //! cache hit is metered as such, at no upstream cost).
 
+mod account;
 mod layer;
 mod ledger;
 mod money;
 mod price;
 mod record;
 
-pub use layer::{Metering, MeteringLayer, ResponseFuture, UnknownPrice};
+pub use account::{Account, Accounts, Budget, BudgetEvent, Clock, Hold, Period, Refusal};
+pub use layer::{Metering, MeteringLayer, Payer, ResponseFuture, UnknownPrice};
 pub use ledger::{GroupBy, Ledger, LedgerStats, MemoryLedger, UsageQuery, UsageRow};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

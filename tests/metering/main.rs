@@ -14,7 +14,8 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio_test::{assert_pending, assert_ready_ok};
 use tollgate::metering::{
-    GroupBy, MemoryLedger, MeteringLayer, Money, PriceTable, SqliteLedger, UnknownPrice, UsageQuery,
+    Account, Accounts, Budget, GroupBy, MemoryLedger, MeteringLayer, Money, Payer, Period,
+    PriceTable, SqliteLedger, UnknownPrice, UsageQuery,
 };
 use tollgate::outcome::End;
 use tollgate::testing::{MockProvider, MockServer};
@@ -267,4 +268,129 @@ async fn readiness_is_delegated_and_the_ready_service_is_called() {
     let (_req, send) = handle.next_request().await.unwrap();
     send.send_response(Response::new(Body::from("{}")));
     assert_eq!(fut.await.unwrap().unwrap().status(), 200);
+}
+
+fn paid_chat(key: &str, team: Option<&str>) -> Request<Body> {
+    let body = json!({"model": "mock/echo", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]});
+    let mut req = Request::post("/v1/chat/completions")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(Payer::new(Some(key.into()), team.map(Into::into)));
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_cannot_overdraw_a_prepaid_balance() {
+    let ledger = MemoryLedger::new();
+    let accounts = Accounts::new();
+    let key = Account::Key("k1".into());
+    let credit = Money::from_nanos(500_000);
+    accounts.credit(key.clone(), credit);
+    let svc = ServiceBuilder::new()
+        .layer(MeteringLayer::new(ledger.clone()).accounts(accounts.clone()))
+        .service(MockProvider::new());
+    // The worst case of one request: its input estimate plus max_tokens at the mock's
+    // price ($1/M in, $2/M out).
+    let worst = {
+        let req = paid_chat("k1", None);
+        let mut req = req;
+        let llm = tollgate::request::LlmRequest::extract(&mut req)
+            .await
+            .unwrap();
+        Money::from_nanos((llm.estimated_input_tokens() * 1_000 + 16 * 2_000) as i64)
+    };
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let res = svc.oneshot(paid_chat("k1", Some("team-a"))).await.unwrap();
+                let status = res.status();
+                let body = drain(res).await;
+                (status, body)
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    let mut refused = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status.as_u16() {
+            200 => admitted += 1,
+            429 => {
+                refused += 1;
+                let err: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(err["error"]["code"], "insufficient_quota", "{body}");
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert!(
+        admitted > 0 && refused > 0,
+        "admitted {admitted}, refused {refused}"
+    );
+    let records = ledger.records();
+    assert_eq!(
+        records.len(),
+        admitted,
+        "one record per admitted request, none for refusals"
+    );
+    let spent: i64 = records.iter().map(|r| r.cost.nanos()).sum();
+    let balance = accounts.balance(&key).unwrap();
+    assert_eq!(
+        credit.nanos() - balance.nanos(),
+        spent,
+        "records sum to the balance change exactly"
+    );
+    assert!(
+        balance.nanos() >= -worst.nanos(),
+        "overdrawn by at most one worst case: {balance} vs {worst}"
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.key_id.as_deref() == Some("k1") && r.team.as_deref() == Some("team-a")));
+    // Nothing left reserved: a fresh credit makes the key usable again.
+    accounts.credit(key.clone(), Money::from_nanos(1_000_000));
+    assert_eq!(
+        svc.oneshot(paid_chat("k1", None)).await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_refuses_with_retry_after() {
+    let accounts = Accounts::new();
+    accounts.set_budget(
+        Account::Team("red".into()),
+        Budget::new(Money::from_nanos(1), Period::Daily),
+    );
+    let ledger = MemoryLedger::new();
+    let svc = ServiceBuilder::new()
+        .layer(MeteringLayer::new(ledger.clone()).accounts(accounts.clone()))
+        .service(MockProvider::new());
+    let first = svc
+        .clone()
+        .oneshot(paid_chat("k2", Some("red")))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    drain(first).await;
+    let second = svc.oneshot(paid_chat("k2", Some("red"))).await.unwrap();
+    assert_eq!(second.status(), 429);
+    let wait: u64 = second.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 86_400);
+    let err: Value = serde_json::from_str(&drain(second).await).unwrap();
+    assert_eq!(err["error"]["type"], "insufficient_quota");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("team `red`"));
+    assert_eq!(
+        accounts.spent(&Account::Team("red".into())),
+        Some(ledger.records()[0].cost)
+    );
 }

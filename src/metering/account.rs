@@ -1,0 +1,557 @@
+//! Who pays, and how much is left: prepaid balances and budgets per key or team.
+//!
+//! Both live in memory on the request path (no database round trip per request) and
+//! are decided before the call:
+//!
+//! - **Prepaid balance**: the request reserves its worst case (input estimate plus
+//!   `max_tokens`, at the model's price); when it ends, the real cost is debited and the
+//!   rest released. A request is admitted while the balance minus what is reserved is
+//!   above zero, so concurrent requests overdraw by less than one worst-case reservation.
+//!   At zero: 429 `insufficient_quota`. An account without a balance record is postpaid.
+//! - **Budget**: a spending limit per period (UTC day, ISO week from Monday, calendar
+//!   month) with a soft threshold; crossing it sends a [`BudgetEvent`] to subscribers,
+//!   reaching the limit refuses requests until the next period.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+
+use super::Money;
+
+/// A paying account: a client key or a team.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Account {
+    /// A client key, by id.
+    Key(String),
+    /// A team, by name.
+    Team(String),
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::Key(id) => write!(f, "key `{id}`"),
+            Account::Team(team) => write!(f, "team `{team}`"),
+        }
+    }
+}
+
+/// A budget's period, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// From midnight UTC.
+    Daily,
+    /// From Monday midnight UTC.
+    Weekly,
+    /// From the first of the month, midnight UTC.
+    Monthly,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Period {
+    /// The start of the period containing `now_ms` (ms since the Unix epoch).
+    pub fn start(self, now_ms: i64) -> i64 {
+        let day = now_ms.div_euclid(DAY_MS);
+        match self {
+            Period::Daily => day * DAY_MS,
+            // 1970-01-01 was a Thursday: Monday is three days before day 0's week.
+            Period::Weekly => (day - (day + 3).rem_euclid(7)) * DAY_MS,
+            Period::Monthly => {
+                let (y, m, _) = civil_from_days(day);
+                days_from_civil(y, m, 1) * DAY_MS
+            }
+        }
+    }
+}
+
+/// Year, month (1-12), day (1-31) of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A spending limit per period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Spend allowed per period.
+    pub limit: Money,
+    /// The period.
+    pub period: Period,
+    /// Percentage of the limit that sends a soft-threshold event (e.g. 80).
+    pub soft_threshold_percent: u8,
+}
+
+impl Budget {
+    /// A budget with an 80% soft threshold.
+    pub fn new(limit: Money, period: Period) -> Budget {
+        Budget {
+            limit,
+            period,
+            soft_threshold_percent: 80,
+        }
+    }
+}
+
+/// Sent to [`Accounts::subscribe`] subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BudgetEvent {
+    /// Spend crossed the soft threshold in this period.
+    SoftThreshold {
+        /// Whose budget.
+        account: Account,
+        /// Spent so far in the period.
+        spent: Money,
+        /// The budget's limit.
+        limit: Money,
+    },
+    /// Spend reached the limit: requests are refused until the period ends.
+    Exhausted {
+        /// Whose budget.
+        account: Account,
+        /// Spent so far in the period.
+        spent: Money,
+        /// The budget's limit.
+        limit: Money,
+    },
+}
+
+/// Why a request was refused before the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The prepaid balance is used up (or fully reserved).
+    Balance(Account),
+    /// The budget of the current period is spent; it resets at `resets_ms`.
+    Budget {
+        /// Whose budget.
+        account: Account,
+        /// When the next period starts (ms since the epoch).
+        resets_ms: i64,
+    },
+}
+
+/// The current time in ms since the Unix epoch; replaceable in tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
+}
+
+#[derive(Debug, Default)]
+struct State {
+    balances: HashMap<Account, Balance>,
+    budgets: HashMap<Account, Tracked>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Balance {
+    balance: Money,
+    reserved: Money,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    budget: Budget,
+    period_start: i64,
+    spent: Money,
+    warned: bool,
+}
+
+/// Balances and budgets of every account. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Accounts {
+    state: Arc<Mutex<State>>,
+    clock: Clock,
+    events: broadcast::Sender<BudgetEvent>,
+}
+
+impl fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accounts").finish_non_exhaustive()
+    }
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a request reserved; settle it with the real cost, or drop it to release it.
+#[derive(Debug)]
+pub struct Hold {
+    accounts: Accounts,
+    reserved: Vec<(Account, Money)>,
+    budgeted: Vec<Account>,
+    settled: bool,
+}
+
+impl Accounts {
+    /// No balances, no budgets: everyone is postpaid and unlimited.
+    pub fn new() -> Self {
+        Self::with_clock(system_clock())
+    }
+
+    /// With a clock of your own (tests use a fake one to cross period boundaries).
+    pub fn with_clock(clock: Clock) -> Self {
+        Accounts {
+            state: Default::default(),
+            clock,
+            events: broadcast::channel(256).0,
+        }
+    }
+
+    /// Credits (or, negative, debits) a prepaid balance, opening it if needed; returns
+    /// the new balance. Crediting zero opens an empty prepaid balance.
+    pub fn credit(&self, account: Account, amount: Money) -> Money {
+        let mut state = self.lock();
+        let entry = state.balances.entry(account).or_default();
+        entry.balance = entry.balance.saturating_add(amount);
+        entry.balance
+    }
+
+    /// The balance of a prepaid account (`None`: postpaid).
+    pub fn balance(&self, account: &Account) -> Option<Money> {
+        self.lock().balances.get(account).map(|b| b.balance)
+    }
+
+    /// Sets (or replaces) the budget of an account; spend so far in the period is kept.
+    pub fn set_budget(&self, account: Account, budget: Budget) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let start = budget.period.start(now);
+        let tracked = state.budgets.entry(account).or_insert(Tracked {
+            budget,
+            period_start: start,
+            spent: Money::ZERO,
+            warned: false,
+        });
+        tracked.budget = budget;
+    }
+
+    /// Spend recorded against the current period of an account's budget.
+    pub fn spent(&self, account: &Account) -> Option<Money> {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let tracked = state.budgets.get_mut(account)?;
+        roll(tracked, now);
+        Some(tracked.spent)
+    }
+
+    /// Adds spend made before this process started (from the ledger) to a budget's
+    /// current period.
+    pub fn record_spend(&self, account: &Account, amount: Money) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        if let Some(tracked) = state.budgets.get_mut(account) {
+            roll(tracked, now);
+            tracked.spent = tracked.spent.saturating_add(amount);
+        }
+    }
+
+    /// Budget events (soft threshold crossed, budget exhausted).
+    pub fn subscribe(&self) -> broadcast::Receiver<BudgetEvent> {
+        self.events.subscribe()
+    }
+
+    /// Checks budgets and reserves `worst` on each prepaid balance, all or nothing.
+    pub fn reserve(&self, payers: &[Account], worst: Money) -> Result<Hold, Refusal> {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        for account in payers {
+            if let Some(tracked) = state.budgets.get_mut(account) {
+                roll(tracked, now);
+                if tracked.spent >= tracked.budget.limit {
+                    return Err(Refusal::Budget {
+                        account: account.clone(),
+                        resets_ms: next_period(tracked),
+                    });
+                }
+            }
+            if let Some(b) = state.balances.get(account) {
+                if b.balance.saturating_sub(b.reserved) <= Money::ZERO {
+                    return Err(Refusal::Balance(account.clone()));
+                }
+            }
+        }
+        let mut reserved = Vec::new();
+        let mut budgeted = Vec::new();
+        for account in payers {
+            if let Some(b) = state.balances.get_mut(account) {
+                b.reserved = b.reserved.saturating_add(worst);
+                reserved.push((account.clone(), worst));
+            }
+            if state.budgets.contains_key(account) {
+                budgeted.push(account.clone());
+            }
+        }
+        Ok(Hold {
+            accounts: self.clone(),
+            reserved,
+            budgeted,
+            settled: false,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Hold {
+    /// Debits the real cost from every balance and budget this request counted
+    /// against, and releases its reservations.
+    pub fn settle(mut self, cost: Money) {
+        self.finish(cost);
+    }
+
+    fn finish(&mut self, cost: Money) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let now = (self.accounts.clock)();
+        let mut events = Vec::new();
+        {
+            let mut state = self.accounts.lock();
+            for (account, worst) in &self.reserved {
+                if let Some(b) = state.balances.get_mut(account) {
+                    b.reserved = b.reserved.saturating_sub(*worst);
+                    b.balance = b.balance.saturating_sub(cost);
+                }
+            }
+            for account in &self.budgeted {
+                if let Some(t) = state.budgets.get_mut(account) {
+                    roll(t, now);
+                    let before = t.spent;
+                    t.spent = t.spent.saturating_add(cost);
+                    let soft = Money::from_nanos(
+                        t.budget.limit.nanos() / 100 * i64::from(t.budget.soft_threshold_percent),
+                    );
+                    if !t.warned && before < soft && t.spent >= soft {
+                        t.warned = true;
+                        events.push(BudgetEvent::SoftThreshold {
+                            account: account.clone(),
+                            spent: t.spent,
+                            limit: t.budget.limit,
+                        });
+                    }
+                    if before < t.budget.limit && t.spent >= t.budget.limit {
+                        events.push(BudgetEvent::Exhausted {
+                            account: account.clone(),
+                            spent: t.spent,
+                            limit: t.budget.limit,
+                        });
+                    }
+                }
+            }
+        }
+        for event in events {
+            tracing::info!(?event, "budget event");
+            let _ = self.accounts.events.send(event); // no subscriber is fine
+        }
+    }
+}
+
+impl Drop for Hold {
+    /// A request that never got to its end costs nothing: release its reservation.
+    fn drop(&mut self) {
+        if !self.settled {
+            self.finish(Money::ZERO);
+        }
+    }
+}
+
+/// Moves a budget into the period containing `now`, resetting its spend.
+fn roll(tracked: &mut Tracked, now: i64) {
+    let start = tracked.budget.period.start(now);
+    if start != tracked.period_start {
+        tracked.period_start = start;
+        tracked.spent = Money::ZERO;
+        tracked.warned = false;
+    }
+}
+
+fn next_period(tracked: &Tracked) -> i64 {
+    let start = tracked.period_start;
+    match tracked.budget.period {
+        Period::Daily => start + DAY_MS,
+        Period::Weekly => start + 7 * DAY_MS,
+        Period::Monthly => {
+            let (y, m, _) = civil_from_days(start.div_euclid(DAY_MS));
+            let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            days_from_civil(y, m, 1) * DAY_MS
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    fn fake_clock(start: i64) -> (Clock, Arc<AtomicI64>) {
+        let now = Arc::new(AtomicI64::new(start));
+        let n = now.clone();
+        (Arc::new(move || n.load(Ordering::SeqCst)), now)
+    }
+
+    /// 2026-11-23T12:00:00Z (a Monday).
+    const MONDAY_NOON: i64 = 1_795_435_200_000;
+
+    #[test]
+    fn period_starts_in_utc() {
+        assert_eq!(civil_from_days(MONDAY_NOON / DAY_MS), (2026, 11, 23));
+        assert_eq!(
+            Period::Daily.start(MONDAY_NOON),
+            MONDAY_NOON - 12 * 3_600_000
+        );
+        assert_eq!(
+            Period::Weekly.start(MONDAY_NOON),
+            MONDAY_NOON - 12 * 3_600_000,
+            "Monday starts the week"
+        );
+        assert_eq!(
+            Period::Weekly.start(MONDAY_NOON + 6 * DAY_MS),
+            Period::Weekly.start(MONDAY_NOON),
+            "Sunday is the same week"
+        );
+        assert_eq!(
+            civil_from_days(Period::Monthly.start(MONDAY_NOON) / DAY_MS),
+            (2026, 11, 1)
+        );
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(
+            Period::Daily.start(-1),
+            -DAY_MS,
+            "before the epoch rounds down"
+        );
+    }
+
+    #[test]
+    fn balance_admits_while_positive_and_settles_exactly() {
+        let accounts = Accounts::new();
+        let key = Account::Key("k1".into());
+        accounts.credit(key.clone(), Money::from_nanos(100));
+        let a = accounts
+            .reserve(std::slice::from_ref(&key), Money::from_nanos(60))
+            .unwrap();
+        let b = accounts
+            .reserve(std::slice::from_ref(&key), Money::from_nanos(60))
+            .unwrap();
+        assert_eq!(
+            accounts
+                .reserve(std::slice::from_ref(&key), Money::from_nanos(60))
+                .unwrap_err(),
+            Refusal::Balance(key.clone())
+        );
+        a.settle(Money::from_nanos(30));
+        drop(b); // never finished: released, costs nothing
+        assert_eq!(accounts.balance(&key), Some(Money::from_nanos(70)));
+        assert!(
+            accounts.balance(&Account::Team("t".into())).is_none(),
+            "postpaid"
+        );
+        assert!(accounts
+            .reserve(&[Account::Team("t".into())], Money::from_nanos(1_000_000))
+            .is_ok());
+    }
+
+    #[test]
+    fn budget_resets_at_the_period_boundary_and_emits_events() {
+        let (clock, now) = fake_clock(MONDAY_NOON);
+        let accounts = Accounts::with_clock(clock);
+        let team = Account::Team("red".into());
+        accounts.set_budget(
+            team.clone(),
+            Budget::new(Money::from_nanos(1000), Period::Daily),
+        );
+        let mut events = accounts.subscribe();
+        accounts
+            .reserve(std::slice::from_ref(&team), Money::ZERO)
+            .unwrap()
+            .settle(Money::from_nanos(850));
+        assert!(
+            matches!(events.try_recv().unwrap(), BudgetEvent::SoftThreshold { spent, .. } if spent == Money::from_nanos(850))
+        );
+        accounts
+            .reserve(std::slice::from_ref(&team), Money::ZERO)
+            .unwrap()
+            .settle(Money::from_nanos(200));
+        assert!(matches!(
+            events.try_recv().unwrap(),
+            BudgetEvent::Exhausted { .. }
+        ));
+        let refused = accounts
+            .reserve(std::slice::from_ref(&team), Money::ZERO)
+            .unwrap_err();
+        let tomorrow = Period::Daily.start(MONDAY_NOON) + DAY_MS;
+        assert_eq!(
+            refused,
+            Refusal::Budget {
+                account: team.clone(),
+                resets_ms: tomorrow
+            }
+        );
+        // One millisecond before midnight: still refused; at midnight UTC: a new period.
+        now.store(tomorrow - 1, Ordering::SeqCst);
+        assert!(accounts
+            .reserve(std::slice::from_ref(&team), Money::ZERO)
+            .is_err());
+        now.store(tomorrow, Ordering::SeqCst);
+        assert!(accounts
+            .reserve(std::slice::from_ref(&team), Money::ZERO)
+            .is_ok());
+        assert_eq!(accounts.spent(&team), Some(Money::ZERO));
+    }
+
+    #[test]
+    fn monthly_budget_resets_on_the_first() {
+        let (clock, now) = fake_clock(MONDAY_NOON);
+        let accounts = Accounts::with_clock(clock);
+        let key = Account::Key("k".into());
+        accounts.set_budget(
+            key.clone(),
+            Budget::new(Money::from_nanos(10), Period::Monthly),
+        );
+        accounts
+            .reserve(std::slice::from_ref(&key), Money::ZERO)
+            .unwrap()
+            .settle(Money::from_nanos(10));
+        let Refusal::Budget { resets_ms, .. } = accounts
+            .reserve(std::slice::from_ref(&key), Money::ZERO)
+            .unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(civil_from_days(resets_ms / DAY_MS), (2026, 12, 1));
+        now.store(resets_ms, Ordering::SeqCst);
+        assert!(accounts.reserve(&[key], Money::ZERO).is_ok());
+    }
+}
