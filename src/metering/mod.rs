@@ -64,10 +64,15 @@ mod record;
 
 pub use account::{Account, Accounts, Budget, BudgetEvent, Clock, Hold, Period, Refusal};
 pub use layer::{Metering, MeteringLayer, Payer, ResponseFuture, UnknownPrice};
-pub use ledger::{GroupBy, Ledger, LedgerStats, MemoryLedger, UsageQuery, UsageRow};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use ledger::PostgresLedger;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use ledger::{LedgerError, SqliteLedger};
+pub use ledger::SqliteLedger;
+pub use ledger::{GroupBy, Ledger, MemoryLedger, UsageQuery, UsageRow};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use ledger::{LedgerError, LedgerStats};
 pub use money::{InvalidMoney, Money};
 pub use price::{Price, PriceTable, PriceTableError};
 pub use record::UsageRecord;

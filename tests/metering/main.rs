@@ -23,6 +23,9 @@ use tollgate::upstream::{Target, Upstream};
 use tollgate::Body;
 use tower::{ServiceBuilder, ServiceExt};
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
 const HANG_GUARD: Duration = Duration::from_secs(20);
 
 fn chat(model: &str, stream: bool, headers: &[(&str, &str)]) -> Request<Body> {

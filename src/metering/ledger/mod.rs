@@ -1,17 +1,29 @@
 //! Where usage records go: the [`Ledger`] trait and its implementations.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod spool;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod writer;
 
 use std::sync::Arc;
 
 pub use memory::MemoryLedger;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresLedger;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::LedgerError;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::{LedgerError, SqliteLedger};
+pub use sqlite::SqliteLedger;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use writer::LedgerStats;
 
 use super::UsageRecord;

@@ -9,12 +9,10 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::sql::LedgerError;
 use super::writer::{Store, Writer};
-use super::{GroupBy, Ledger, LedgerStats, UsageQuery, UsageRecord, UsageRow};
-use crate::metering::Money;
-use crate::outcome::End;
+use super::{Ledger, LedgerStats, UsageQuery, UsageRecord, UsageRow};
 use crate::BoxError;
 
 /// Records queued in memory before the ledger spools to disk.
@@ -47,18 +45,6 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS usage_records_key ON usage_records (key_id, time_ms)",
     "CREATE INDEX IF NOT EXISTS usage_records_team ON usage_records (team, time_ms)",
 ];
-
-/// An error opening or querying a ledger database.
-#[derive(Debug)]
-pub struct LedgerError(String);
-
-impl std::fmt::Display for LedgerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for LedgerError {}
 
 /// Usage records in a SQLite file (WAL mode), written in batches by a background task.
 ///
@@ -122,61 +108,17 @@ impl SqliteLedger {
 
     /// Aggregates usage in the database.
     pub async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, LedgerError> {
-        let group = match query.group_by {
-            GroupBy::None => "'all'",
-            GroupBy::Day => "strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')",
-            GroupBy::Model => "model",
-            GroupBy::Key => "COALESCE(key_id, '-')",
-            GroupBy::Team => "COALESCE(team, '-')",
-        };
-        let mut sql = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {group} AS grp, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt, \
-             SUM(completion_tokens) AS completion, SUM(cached_tokens) AS cached, \
-             SUM(cost_nanos) AS cost FROM usage_records WHERE 1 = 1"
-        ));
-        if let Some(key) = &query.key_id {
-            sql.push(" AND key_id = ").push_bind(key.clone());
-        }
-        if let Some(team) = &query.team {
-            sql.push(" AND team = ").push_bind(team.clone());
-        }
-        if let Some(model) = &query.model {
-            sql.push(" AND model = ").push_bind(model.clone());
-        }
-        if let Some(from) = query.from_ms {
-            sql.push(" AND time_ms >= ").push_bind(from);
-        }
-        if let Some(to) = query.to_ms {
-            sql.push(" AND time_ms < ").push_bind(to);
-        }
-        sql.push(" GROUP BY grp ORDER BY grp");
-        let rows = sql
-            .build()
-            .fetch_all(&self.pool)
+        queries::usage(&self.pool, query)
             .await
-            .map_err(|e| LedgerError(format!("usage query failed: {e}")))?;
-        Ok(rows
-            .iter()
-            .filter(|row| row.get::<i64, _>("requests") > 0)
-            .map(|row| UsageRow {
-                group: row.get("grp"),
-                requests: row.get::<i64, _>("requests") as u64,
-                prompt_tokens: row.get::<Option<i64>, _>("prompt").unwrap_or(0) as u64,
-                completion_tokens: row.get::<Option<i64>, _>("completion").unwrap_or(0) as u64,
-                cached_tokens: row.get::<Option<i64>, _>("cached").unwrap_or(0) as u64,
-                cost: Money::from_nanos(row.get::<Option<i64>, _>("cost").unwrap_or(0)),
-            })
-            .collect())
+            .map_err(|e| LedgerError(format!("usage query failed: {e}")))
     }
 
     /// Every record, oldest first (for tests and exports; use [`usage`](SqliteLedger::usage)
     /// for reports).
     pub async fn records(&self) -> Result<Vec<UsageRecord>, LedgerError> {
-        let rows = sqlx::query("SELECT * FROM usage_records ORDER BY time_ms, id")
-            .fetch_all(&self.pool)
+        queries::records(&self.pool)
             .await
-            .map_err(|e| LedgerError(format!("reading records failed: {e}")))?;
-        Ok(rows.iter().map(from_row).collect())
+            .map_err(|e| LedgerError(format!("reading records failed: {e}")))
     }
 }
 
@@ -186,87 +128,30 @@ impl Ledger for SqliteLedger {
     }
 }
 
-fn end_kind(end: End) -> &'static str {
-    match end {
-        End::Complete => "complete",
-        End::UpstreamError => "upstream_error",
-        End::ClientGone => "client_gone",
-    }
-}
-
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> UsageRecord {
-    let n = |name: &str| row.get::<i64, _>(name) as u64;
-    UsageRecord {
-        id: row.get("id"),
-        time_ms: row.get("time_ms"),
-        key_id: row.get("key_id"),
-        team: row.get("team"),
-        requested_model: row.get("requested_model"),
-        provider: row.get("provider"),
-        model: row.get("model"),
-        attempts: n("attempts") as u32,
-        prompt_tokens: n("prompt_tokens"),
-        completion_tokens: n("completion_tokens"),
-        cached_tokens: n("cached_tokens"),
-        cache_write_tokens: n("cache_write_tokens"),
-        cost: Money::from_nanos(row.get("cost_nanos")),
-        priced: row.get::<i64, _>("priced") != 0,
-        latency_us: n("latency_us"),
-        ttfb_us: row.get::<Option<i64>, _>("ttfb_us").map(|v| v as u64),
-        status: n("status") as u16,
-        end: match row.get::<&str, _>("end_kind") {
-            "complete" => End::Complete,
-            "upstream_error" => End::UpstreamError,
-            _ => End::ClientGone,
-        },
-        cache_hit: row.get::<i64, _>("cache_hit") != 0,
-        exact: row.get::<i64, _>("exact") != 0,
-    }
-}
-
 impl Store for SqliteStore {
     fn insert<'a>(
         &'a self,
         batch: &'a [UsageRecord],
     ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>> {
-        Box::pin(async move {
-            let mut sql = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO usage_records (id, time_ms, key_id, team, requested_model, provider, \
-                 model, attempts, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, \
-                 cost_nanos, priced, latency_us, ttfb_us, status, end_kind, cache_hit, exact) ",
-            );
-            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            sql.push_values(batch, |mut row, r| {
-                row.push_bind(r.id.clone())
-                    .push_bind(r.time_ms)
-                    .push_bind(r.key_id.clone())
-                    .push_bind(r.team.clone())
-                    .push_bind(r.requested_model.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.model.clone())
-                    .push_bind(i64::from(r.attempts))
-                    .push_bind(int(r.prompt_tokens))
-                    .push_bind(int(r.completion_tokens))
-                    .push_bind(int(r.cached_tokens))
-                    .push_bind(int(r.cache_write_tokens))
-                    .push_bind(r.cost.nanos())
-                    .push_bind(r.priced)
-                    .push_bind(int(r.latency_us))
-                    .push_bind(r.ttfb_us.map(int))
-                    .push_bind(i64::from(r.status))
-                    .push_bind(end_kind(r.end))
-                    .push_bind(r.cache_hit)
-                    .push_bind(r.exact);
-            });
-            sql.build().execute(&self.0).await?;
-            Ok(())
-        })
+        Box::pin(async move { Ok(queries::insert(&self.0, batch).await?) })
     }
+}
+
+mod queries {
+    super::super::sql::sql_queries!(
+        db = sqlx::Sqlite,
+        insert = "INSERT OR IGNORE INTO",
+        on_conflict = "",
+        day = "strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')"
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metering::ledger::GroupBy;
+    use crate::metering::Money;
+    use crate::outcome::End;
 
     fn db_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tollgate-test-{name}-{}", std::process::id()));

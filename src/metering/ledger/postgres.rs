@@ -1,0 +1,136 @@
+//! The PostgreSQL ledger, for fleets: every replica writes to one database.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::sql::LedgerError;
+use super::writer::{Store, Writer};
+use super::{Ledger, LedgerStats, UsageQuery, UsageRecord, UsageRow};
+use crate::BoxError;
+
+/// Records queued in memory before the ledger spools to disk.
+const QUEUE: usize = 65_536;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS usage_records (
+        id TEXT PRIMARY KEY,
+        time_ms BIGINT NOT NULL,
+        key_id TEXT,
+        team TEXT,
+        requested_model TEXT NOT NULL,
+        provider TEXT,
+        model TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        cost_nanos BIGINT NOT NULL,
+        priced BOOLEAN NOT NULL,
+        latency_us BIGINT NOT NULL,
+        ttfb_us BIGINT,
+        status BIGINT NOT NULL,
+        end_kind TEXT NOT NULL,
+        cache_hit BOOLEAN NOT NULL,
+        exact BOOLEAN NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time_ms)",
+    "CREATE INDEX IF NOT EXISTS usage_records_key ON usage_records (key_id, time_ms)",
+    "CREATE INDEX IF NOT EXISTS usage_records_team ON usage_records (team, time_ms)",
+];
+
+/// Usage records in PostgreSQL, written in batches (multi-row inserts) by a background
+/// task, like [`SqliteLedger`](super::SqliteLedger): a bounded queue, a local spool file
+/// while the database is unreachable, idempotent replay (`ON CONFLICT (id) DO NOTHING`).
+#[derive(Debug, Clone)]
+pub struct PostgresLedger {
+    pool: PgPool,
+    writer: Writer,
+}
+
+#[derive(Debug, Clone)]
+struct PgStore(PgPool);
+
+impl PostgresLedger {
+    /// Connects (`postgres://user:pass@host/db`), creates the table if needed, and starts
+    /// the writer on the current tokio runtime. Records the database cannot take wait
+    /// in `spool` (a local file) until it is back.
+    pub async fn connect(
+        url: &str,
+        spool: impl Into<PathBuf>,
+    ) -> Result<PostgresLedger, LedgerError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            LedgerError(format!(
+                "cannot {what} the PostgreSQL usage ledger: {e}; check TOLLGATE_DATABASE_URL and that the server is up"
+            ))
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            // A database that is down must not stall the writer: fail fast and spool.
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await
+            .map_err(|e| fail("connect to", &e))?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(|e| fail("migrate", &e))?;
+        }
+        let writer = Writer::spawn(PgStore(pool.clone()), spool.into(), QUEUE);
+        Ok(PostgresLedger { pool, writer })
+    }
+
+    /// Waits until every record taken so far is written or spooled, and replays
+    /// spooled records.
+    pub async fn flush(&self) {
+        self.writer.flush().await
+    }
+
+    /// Records written, spooled and replayed since the ledger opened.
+    pub fn stats(&self) -> LedgerStats {
+        self.writer.stats()
+    }
+
+    /// Aggregates usage in the database.
+    pub async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, LedgerError> {
+        queries::usage(&self.pool, query)
+            .await
+            .map_err(|e| LedgerError(format!("usage query failed: {e}")))
+    }
+
+    /// Every record, oldest first.
+    pub async fn records(&self) -> Result<Vec<UsageRecord>, LedgerError> {
+        queries::records(&self.pool)
+            .await
+            .map_err(|e| LedgerError(format!("reading records failed: {e}")))
+    }
+}
+
+impl Ledger for PostgresLedger {
+    fn record(&self, record: UsageRecord) {
+        self.writer.record(record)
+    }
+}
+
+impl Store for PgStore {
+    fn insert<'a>(
+        &'a self,
+        batch: &'a [UsageRecord],
+    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>> {
+        Box::pin(async move { Ok(queries::insert(&self.0, batch).await?) })
+    }
+}
+
+mod queries {
+    super::super::sql::sql_queries!(
+        db = sqlx::Postgres,
+        insert = "INSERT INTO",
+        on_conflict = " ON CONFLICT (id) DO NOTHING",
+        day = "to_char(to_timestamp(time_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    );
+}

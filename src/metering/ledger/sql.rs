@@ -1,0 +1,182 @@
+//! What the SQL ledgers share: columns, end kinds, and the queries, written once for
+//! every sqlx database by [`sql_queries!`].
+
+use crate::outcome::End;
+
+/// The columns of `usage_records`, in insert order.
+pub(super) const COLUMNS: &str =
+    "id, time_ms, key_id, team, requested_model, provider, model, attempts, \
+     prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nanos, priced, \
+     latency_us, ttfb_us, status, end_kind, cache_hit, exact";
+
+pub(super) fn end_kind(end: End) -> &'static str {
+    match end {
+        End::Complete => "complete",
+        End::UpstreamError => "upstream_error",
+        End::ClientGone => "client_gone",
+    }
+}
+
+pub(super) fn parse_end(kind: &str) -> End {
+    match kind {
+        "complete" => End::Complete,
+        "upstream_error" => End::UpstreamError,
+        _ => End::ClientGone,
+    }
+}
+
+pub(super) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Defines `insert`, `usage` and `records` for one sqlx database. `insert` and
+/// `on_conflict` make a repeated id a no-op (replays are idempotent); `day` turns
+/// `time_ms` into a UTC `YYYY-MM-DD`.
+macro_rules! sql_queries {
+    (db = $db:ty, insert = $insert:literal, on_conflict = $conflict:literal, day = $day:literal) => {
+        use sqlx::{QueryBuilder, Row};
+
+        use crate::metering::ledger::sql::{end_kind, int, parse_end, COLUMNS};
+        use crate::metering::ledger::{GroupBy, UsageQuery, UsageRow};
+        use crate::metering::{Money, UsageRecord};
+
+        pub(super) async fn insert(
+            pool: &sqlx::Pool<$db>,
+            batch: &[UsageRecord],
+        ) -> Result<(), sqlx::Error> {
+            let mut sql =
+                QueryBuilder::<$db>::new(format!("{} usage_records ({COLUMNS}) ", $insert));
+            sql.push_values(batch, |mut row, r| {
+                row.push_bind(r.id.clone())
+                    .push_bind(r.time_ms)
+                    .push_bind(r.key_id.clone())
+                    .push_bind(r.team.clone())
+                    .push_bind(r.requested_model.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.model.clone())
+                    .push_bind(i64::from(r.attempts))
+                    .push_bind(int(r.prompt_tokens))
+                    .push_bind(int(r.completion_tokens))
+                    .push_bind(int(r.cached_tokens))
+                    .push_bind(int(r.cache_write_tokens))
+                    .push_bind(r.cost.nanos())
+                    .push_bind(r.priced)
+                    .push_bind(int(r.latency_us))
+                    .push_bind(r.ttfb_us.map(int))
+                    .push_bind(i64::from(r.status))
+                    .push_bind(end_kind(r.end))
+                    .push_bind(r.cache_hit)
+                    .push_bind(r.exact);
+            });
+            sql.push($conflict);
+            sql.build().execute(pool).await?;
+            Ok(())
+        }
+
+        pub(super) async fn usage(
+            pool: &sqlx::Pool<$db>,
+            query: &UsageQuery,
+        ) -> Result<Vec<UsageRow>, sqlx::Error> {
+            let group = match query.group_by {
+                GroupBy::None => "CAST('all' AS TEXT)",
+                GroupBy::Day => $day,
+                GroupBy::Model => "model",
+                GroupBy::Key => "COALESCE(key_id, '-')",
+                GroupBy::Team => "COALESCE(team, '-')",
+            };
+            let mut sql = QueryBuilder::<$db>::new(format!(
+                "SELECT {group} AS grp, COUNT(*) AS requests, \
+                 CAST(SUM(prompt_tokens) AS BIGINT) AS prompt, \
+                 CAST(SUM(completion_tokens) AS BIGINT) AS completion, \
+                 CAST(SUM(cached_tokens) AS BIGINT) AS cached, \
+                 CAST(SUM(cost_nanos) AS BIGINT) AS cost FROM usage_records WHERE 1 = 1"
+            ));
+            if let Some(key) = &query.key_id {
+                sql.push(" AND key_id = ").push_bind(key.clone());
+            }
+            if let Some(team) = &query.team {
+                sql.push(" AND team = ").push_bind(team.clone());
+            }
+            if let Some(model) = &query.model {
+                sql.push(" AND model = ").push_bind(model.clone());
+            }
+            if let Some(from) = query.from_ms {
+                sql.push(" AND time_ms >= ").push_bind(from);
+            }
+            if let Some(to) = query.to_ms {
+                sql.push(" AND time_ms < ").push_bind(to);
+            }
+            if query.group_by != GroupBy::None {
+                sql.push(" GROUP BY grp ORDER BY grp");
+            }
+            let rows = sql.build().fetch_all(pool).await?;
+            Ok(rows
+                .iter()
+                .filter(|row| row.get::<i64, _>("requests") > 0)
+                .map(|row| {
+                    let sum = |name: &str| row.get::<Option<i64>, _>(name).unwrap_or(0);
+                    UsageRow {
+                        group: row.get("grp"),
+                        requests: row.get::<i64, _>("requests") as u64,
+                        prompt_tokens: sum("prompt") as u64,
+                        completion_tokens: sum("completion") as u64,
+                        cached_tokens: sum("cached") as u64,
+                        cost: Money::from_nanos(sum("cost")),
+                    }
+                })
+                .collect())
+        }
+
+        pub(super) async fn records(
+            pool: &sqlx::Pool<$db>,
+        ) -> Result<Vec<UsageRecord>, sqlx::Error> {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM usage_records ORDER BY time_ms, id"
+            ))
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let n = |name: &str| row.get::<i64, _>(name) as u64;
+                    UsageRecord {
+                        id: row.get("id"),
+                        time_ms: row.get("time_ms"),
+                        key_id: row.get("key_id"),
+                        team: row.get("team"),
+                        requested_model: row.get("requested_model"),
+                        provider: row.get("provider"),
+                        model: row.get("model"),
+                        attempts: n("attempts") as u32,
+                        prompt_tokens: n("prompt_tokens"),
+                        completion_tokens: n("completion_tokens"),
+                        cached_tokens: n("cached_tokens"),
+                        cache_write_tokens: n("cache_write_tokens"),
+                        cost: Money::from_nanos(row.get("cost_nanos")),
+                        priced: row.get("priced"),
+                        latency_us: n("latency_us"),
+                        ttfb_us: row.get::<Option<i64>, _>("ttfb_us").map(|v| v as u64),
+                        status: n("status") as u16,
+                        end: parse_end(row.get::<&str, _>("end_kind")),
+                        cache_hit: row.get("cache_hit"),
+                        exact: row.get("exact"),
+                    }
+                })
+                .collect())
+        }
+    };
+}
+
+pub(super) use sql_queries;
+
+/// An error opening or querying a ledger database.
+#[derive(Debug)]
+pub struct LedgerError(pub(super) String);
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LedgerError {}
