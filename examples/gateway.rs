@@ -35,6 +35,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request};
@@ -170,7 +171,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
     let ledger = SqliteLedger::open(&db).await?;
     tracing::info!(path = %db, "usage ledger: SQLite (TOLLGATE_DB)");
-    let app = router(providers, rate_limits().await?, ledger.clone());
+    let app = router(Arc::new(providers), rate_limits().await?, ledger.clone());
     let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()
@@ -248,7 +249,7 @@ async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
     Ok(layer)
 }
 
-fn router(providers: Providers, rate_limits: RateLimitLayer, ledger: SqliteLedger) -> Router {
+fn router(providers: Arc<Providers>, rate_limits: RateLimitLayer, ledger: SqliteLedger) -> Router {
     let llm = ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(rate_limits)
@@ -302,7 +303,7 @@ where
 }
 
 /// Sends a parsed request to the provider serving its model.
-async fn dispatch(providers: Providers, mut req: Request) -> Result<Response, Infallible> {
+async fn dispatch(providers: Arc<Providers>, mut req: Request) -> Result<Response, Infallible> {
     let llm = match LlmRequest::extract(&mut req).await {
         Ok(llm) => llm,
         Err(err) => {
@@ -317,7 +318,7 @@ async fn dispatch(providers: Providers, mut req: Request) -> Result<Response, In
         ));
     };
     req.extensions_mut().insert(target.clone());
-    let res = providers.upstream.oneshot(req).await?;
+    let res = providers.upstream.clone().oneshot(req).await?;
     Ok(axum_response(res))
 }
 

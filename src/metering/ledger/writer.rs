@@ -16,6 +16,8 @@ use crate::BoxError;
 
 /// Records written per database round trip, at most.
 const BATCH: usize = 512;
+/// How long the writer gathers records into one batch (off the request path).
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// How often a ledger with spooled records tries to replay them.
 const REPLAY_EVERY: Duration = Duration::from_secs(2);
 
@@ -157,7 +159,13 @@ async fn run<S: Store>(
             Some(Msg::Flush(done)) => flushes.push(done),
             None => closed = true,
         }
-        // Take what else is already queued, without waiting: batches grow with load.
+        // Gather a batch for a short window: one transaction for many records instead of
+        // one per record (a commit costs far more than a row). Sleeping through the
+        // window, rather than waiting on the queue, means senders do not wake this task
+        // for every record. A flush or a closed queue skips the wait.
+        if flushes.is_empty() && !closed {
+            tokio::time::sleep(BATCH_WINDOW).await;
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(Msg::Record(record)) => batch.push(*record),
