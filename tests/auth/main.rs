@@ -1,6 +1,7 @@
 //! AuthLayer, virtual keys, key stores and their cache.
 #![cfg(all(feature = "auth", feature = "testing"))]
 
+mod admin;
 mod keys;
 mod layer;
 mod readiness;
