@@ -33,7 +33,8 @@ pub enum UnknownPrice {
 /// Writes one [`UsageRecord`] per LLM response to a [`Ledger`](super::Ledger). See
 /// the [module docs](crate::metering).
 ///
-/// Reads: [`LlmRequest`] (parsed here if no layer did yet), `x-request-id`, and from the
+/// Reads: [`LlmRequest`] (parsed here if no layer did yet), `x-request-id`, the auth
+/// layer's `Principal` (key id and team of the record; feature `auth`), and from the
 /// response: the [`Outcome`] (created here if absent), [`ServedBy`], `x-tollgate-cache`.
 /// Writes: nothing to the request; the record goes to the ledger when the outcome
 /// resolves. Requests that are not for an LLM endpoint pass through unmetered.
@@ -174,6 +175,13 @@ where
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .map_or_else(generated_id, str::to_owned);
+            #[cfg(feature = "auth")]
+            let principal = req
+                .extensions()
+                .get::<crate::auth::Principal>()
+                .map(|p| (p.key_id.to_string(), p.team.as_deref().map(str::to_owned)));
+            #[cfg(not(feature = "auth"))]
+            let principal: Option<(String, Option<String>)> = None;
             let res = inner.call(req).await?;
             let res = observe(
                 res,
@@ -181,6 +189,7 @@ where
             );
             let pending = Pending {
                 id,
+                principal,
                 time_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64),
@@ -209,6 +218,8 @@ crate::macros::boxed_response_future! {
 /// What is known of a request before its outcome.
 struct Pending {
     id: String,
+    /// The key id and team, from the auth layer's `Principal`.
+    principal: Option<(String, Option<String>)>,
     time_ms: i64,
     requested_model: String,
     served: Option<ServedBy>,
@@ -246,8 +257,8 @@ impl Pending {
         UsageRecord {
             id: self.id,
             time_ms: self.time_ms,
-            key_id: None,
-            team: None,
+            key_id: self.principal.as_ref().map(|p| p.0.clone()),
+            team: self.principal.and_then(|p| p.1),
             requested_model: self.requested_model,
             provider,
             model,
