@@ -24,7 +24,7 @@
 //!
 //! A key revoked, disabled or rotated here stops working on this process at once and
 //! on other replicas within the key cache TTL (2 s by default, see
-//! [`Keys`](crate::auth::Keys)).
+//! [`Keys`]).
 //!
 //! ```no_run
 //! use tollgate::admin::Admin;

@@ -5,6 +5,7 @@ mod admin;
 mod keys;
 mod layer;
 mod readiness;
+mod stack;
 mod stores;
 
 use http::Request;

@@ -91,10 +91,14 @@ async fn sqlite_file_round_trip_and_no_plaintext_on_disk() {
 #[tokio::test]
 async fn postgres_round_trip_and_revocation_across_replicas() {
     use tollgate::auth::PostgresKeyStore;
-    let Ok(url) = std::env::var("TOLLGATE_TEST_DATABASE_URL") else {
+    let Some(url) = ["TOLLGATE_TEST_DATABASE_URL", "TOLLGATE_TEST_POSTGRES_URL"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|u| !u.is_empty()))
+    else {
         eprintln!(
             "SKIPPED postgres_round_trip_and_revocation_across_replicas: \
-             TOLLGATE_TEST_DATABASE_URL is unset (.ci/run starts a PostgreSQL server)"
+             TOLLGATE_TEST_DATABASE_URL (or TOLLGATE_TEST_POSTGRES_URL) is unset \
+             (.ci/run starts a PostgreSQL server)"
         );
         return;
     };
