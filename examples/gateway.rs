@@ -24,7 +24,13 @@
 //! - `TOLLGATE_RATE_LIMIT_MODELS`: per-model limits, `;`-separated `MODEL LIMITS`
 //!   entries, e.g. `mock/echo rpm=60,tpm=10000; gpt-4o-mini max_parallel=8`.
 //! - `TOLLGATE_RATE_LIMIT_CLIENT`: limits per client IP address (IPv6 by /64).
-//! - `TOLLGATE_DB`: SQLite file of the usage ledger (default `./tollgate.db`).
+//! - `TOLLGATE_MASTER_KEY`: turns authentication on. Every `/v1/*` route then needs a
+//!   key (`Authorization: Bearer` or `x-api-key`), and `/admin/keys` is mounted for this
+//!   key (and admin-role keys) to create, list, rotate and revoke keys. Unset: the
+//!   gateway is open to anyone who can reach it, and says so at start.
+//! - `TOLLGATE_DB`: the SQLite file holding the usage ledger and, with authentication,
+//!   the keys (default `./tollgate.db`).
+//! - `TOLLGATE_DATABASE_URL`: keep the keys in PostgreSQL instead (`postgres://...`).
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
@@ -45,6 +51,10 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
+use tollgate::admin::Admin;
+use tollgate::auth::{
+    AuthLayer, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore, SqliteKeyStore,
+};
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
 use tollgate::metering::{MeteringLayer, SqliteLedger};
@@ -125,15 +135,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr) // stdout carries only the `listening on` line
         .init();
 
-    if std::env::var_os("TOLLGATE_MASTER_KEY").is_some() {
-        // Failing closed: serving openly while the operator asked for keys would be worse.
-        return Err(
-            "TOLLGATE_MASTER_KEY is set, but this build has no authentication layer yet; \
-                    unset it to run an open gateway"
-                .into(),
-        );
-    }
-    tracing::warn!("no TOLLGATE_MASTER_KEY: the gateway is open to anyone who can reach it");
+    let auth = authentication().await?;
 
     let mock = MockServer::start().await?;
     tracing::info!(base_url = %mock.base_url(), "mock provider serving models mock/<name>");
@@ -171,7 +173,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
     let ledger = SqliteLedger::open(&db).await?;
     tracing::info!(path = %db, "usage ledger: SQLite (TOLLGATE_DB)");
-    let app = router(Arc::new(providers), rate_limits().await?, ledger.clone());
+    let app = router(
+        Arc::new(providers),
+        rate_limits().await?,
+        auth,
+        ledger.clone(),
+    );
     let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()
@@ -249,7 +256,52 @@ async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
     Ok(layer)
 }
 
-fn router(providers: Arc<Providers>, rate_limits: RateLimitLayer, ledger: SqliteLedger) -> Router {
+/// Authentication from the environment: on when `TOLLGATE_MASTER_KEY` is set, with the
+/// keys in SQLite (`TOLLGATE_DB`) or PostgreSQL (`TOLLGATE_DATABASE_URL`).
+async fn authentication() -> Result<Option<(KeyAuthenticator, Keys)>, Box<dyn std::error::Error>> {
+    let Some(master) = std::env::var_os("TOLLGATE_MASTER_KEY") else {
+        tracing::warn!("no TOLLGATE_MASTER_KEY: the gateway is open to anyone who can reach it");
+        return Ok(None);
+    };
+    let master = master
+        .into_string()
+        .ok()
+        .filter(|k| k.len() >= 16 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or("TOLLGATE_MASTER_KEY must be at least 16 visible ASCII characters (no spaces)")?;
+    let keys = match std::env::var("TOLLGATE_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PostgresKeyStore::connect(&url).await?;
+            tracing::info!("authentication on: keys in PostgreSQL (TOLLGATE_DATABASE_URL)");
+            Keys::new(store)
+        }
+        Some(_) => {
+            return Err("TOLLGATE_DATABASE_URL must be a postgres:// or postgresql:// URL".into())
+        }
+        None => {
+            let path = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
+            let store = SqliteKeyStore::open(&path).await?;
+            tracing::info!(db = %path, "authentication on: keys in SQLite");
+            Keys::new(store)
+        }
+    };
+    let auth = KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(master));
+    tracing::info!("admin API mounted at /admin/keys (TOLLGATE_MASTER_KEY or an admin-role key)");
+    Ok(Some((auth, keys)))
+}
+
+type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+
+fn router(
+    providers: Arc<Providers>,
+    rate_limits: RateLimitLayer,
+    auth: Option<(KeyAuthenticator, Keys)>,
+    ledger: SqliteLedger,
+) -> Router {
+    // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
+    // max_parallel), and on the client address.
     let llm = ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(rate_limits)
@@ -257,32 +309,51 @@ fn router(providers: Arc<Providers>, rate_limits: RateLimitLayer, ledger: Sqlite
         .service_fn(move |req: http::Request<tollgate::Body>| {
             dispatch(providers.clone(), req.map(axum::body::Body::new))
         });
+    let (llm, models_route, admin): (LlmService, _, _) = match auth {
+        Some((authenticator, keys)) => (
+            LlmService::new(
+                ServiceBuilder::new()
+                    .map_response(IntoResponse::into_response)
+                    .layer(AuthLayer::new(authenticator.clone()))
+                    .service(llm),
+            ),
+            get(models).route_layer(middleware::from_fn_with_state(
+                authenticator.clone(),
+                require_key,
+            )),
+            Some(Admin::new(authenticator, keys).into_router()),
+        ),
+        None => (LlmService::new(llm), get(models), None),
+    };
     let x_request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut app = Router::new()
         .route_service("/v1/chat/completions", post_only(llm.clone()))
         .route_service("/v1/messages", post_only(llm.clone()))
         .route_service("/v1/embeddings", post_only(llm))
-        .route("/v1/models", get(models))
-        .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .fallback(not_found)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    x_request_id.clone(),
-                    MakeRequestUuid,
-                ))
-                .layer(PropagateRequestIdLayer::new(x_request_id))
-                .layer(middleware::from_fn(client_addr))
-                .layer(SetSensitiveRequestHeadersLayer::new([
-                    AUTHORIZATION,
-                    HeaderName::from_static("x-api-key"),
-                    HeaderName::from_static("x-goog-api-key"),
-                ]))
-                .layer(middleware::from_fn(access_log)),
-        )
+        .route("/v1/models", models_route);
+    if let Some(admin) = admin {
+        app = app.merge(admin);
+    }
+    app.route(
+        "/health",
+        get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+    )
+    .fallback(not_found)
+    .layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(
+                x_request_id.clone(),
+                MakeRequestUuid,
+            ))
+            .layer(PropagateRequestIdLayer::new(x_request_id))
+            .layer(middleware::from_fn(client_addr))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                AUTHORIZATION,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("x-goog-api-key"),
+            ]))
+            .layer(middleware::from_fn(access_log)),
+    )
 }
 
 /// Only `POST` reaches the LLM service; other methods get a 405 in the route's dialect.
@@ -302,6 +373,27 @@ where
     })
 }
 
+/// Refuses a request without a valid key (for routes outside the LLM stack).
+async fn require_key(
+    axum::extract::State(auth): axum::extract::State<KeyAuthenticator>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match auth.authenticate_headers(req.headers()).await {
+        Ok(principal) => {
+            let mut req = req;
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(rejection) => axum_response(rejection.to_response(Dialect::OpenAi)),
+    }
+}
+
+/// The model a response was for, for the access log (which must not parse bodies
+/// itself: an unauthenticated request's body is never read).
+#[derive(Clone)]
+struct LoggedModel(String);
+
 /// Sends a parsed request to the provider serving its model.
 async fn dispatch(providers: Arc<Providers>, mut req: Request) -> Result<Response, Infallible> {
     let llm = match LlmRequest::extract(&mut req).await {
@@ -312,14 +404,18 @@ async fn dispatch(providers: Arc<Providers>, mut req: Request) -> Result<Respons
             ))
         }
     };
-    let Some(target) = providers.target_for(llm.model()) else {
-        return Ok(axum_response(
-            GatewayError::model_not_found(llm.model()).to_response(llm.dialect()),
-        ));
+    let mut res = match providers.target_for(llm.model()) {
+        None => {
+            axum_response(GatewayError::model_not_found(llm.model()).to_response(llm.dialect()))
+        }
+        Some(target) => {
+            req.extensions_mut().insert(target.clone());
+            axum_response(providers.upstream.clone().oneshot(req).await?)
+        }
     };
-    req.extensions_mut().insert(target.clone());
-    let res = providers.upstream.clone().oneshot(req).await?;
-    Ok(axum_response(res))
+    res.extensions_mut()
+        .insert(LoggedModel(llm.model().to_owned()));
+    Ok(res)
 }
 
 /// Hands the connection's peer address to the layers as [`ClientAddr`].
@@ -331,24 +427,15 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
 }
 
 /// One log line per request, written when its outcome resolves (so it has the TTFB and
-/// how the answer ended). Parsing here makes the model known to the log even for
-/// requests that fail later.
-async fn access_log(mut req: Request, next: Next) -> Response {
+/// how the answer ended). It does not parse the body (an unauthenticated request's body
+/// is never read): the model comes from the response's `LoggedModel`.
+async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let endpoint = Endpoint::from_path(&path);
-    let mut model = None;
-    let res = match endpoint {
-        Some(_) if method == http::Method::POST => match LlmRequest::extract(&mut req).await {
-            Ok(llm) => {
-                model = Some(llm.model().to_owned());
-                next.run(req).await
-            }
-            Err(err) => axum_response(err.to_response(Dialect::from_path(&path))),
-        },
-        _ => next.run(req).await,
-    };
+    let res = next.run(req).await;
+    let model = res.extensions().get::<LoggedModel>().map(|m| m.0.clone());
     let res = observe(res, ObserveOptions::new(started).endpoint(endpoint));
     if let Some(outcome) = res.extensions().get::<Outcome>() {
         outcome.on_resolve(move |report| {

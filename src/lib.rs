@@ -21,10 +21,13 @@
 //! |---|---|
 //! | `upstream` | [`upstream::Upstream`]: pooled HTTP/1.1 + HTTP/2 client over rustls |
 //! | `metering` | [`metering`]: prices, costs, usage records, the ledger trait |
-//! | `sqlite` | the SQLite usage ledger (the embedded default) |
+//! | `sqlite` | the SQLite usage ledger (the embedded default); with `auth`, the SQLite key store |
 //! | `testing` | [`testing`]: the mock provider (in-process service and loopback server) |
 //! | `ratelimit` | [`ratelimit`]: requests, tokens and concurrency per scope, in memory |
 //! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet |
+//! | `auth` | [`auth`]: `AuthLayer`, hashed virtual keys, the in-memory key store and its cache |
+//! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
+//! | `postgres` | with `auth`: the PostgreSQL key store |
 //! | `full` | all of the above |
 //!
 //! The core (request parsing, outcome, errors, SSE) needs no feature.
@@ -33,6 +36,12 @@
 mod body;
 mod macros;
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
+#[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+pub mod auth;
 pub mod error;
 pub mod extension;
 #[cfg(feature = "metering")]

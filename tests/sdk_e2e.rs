@@ -7,11 +7,21 @@
 //!
 //! Afterwards the gateway is stopped with SIGTERM (it flushes its usage ledger) and the
 //! ledger is read back: one exact, priced record per successful answer.
-#![cfg(all(feature = "upstream", feature = "testing", feature = "sqlite"))]
+#![cfg(all(
+    feature = "upstream",
+    feature = "testing",
+    feature = "ratelimit",
+    feature = "redis",
+    feature = "auth",
+    feature = "admin",
+    feature = "sqlite",
+    feature = "postgres"
+))]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// Kills the gateway when the test ends, however it ends.
 struct Gateway(Child);
@@ -68,29 +78,62 @@ fn gateway_binary() -> PathBuf {
 }
 
 fn start_gateway(db: &Path) -> (Gateway, String) {
-    let mut child = Command::new(gateway_binary())
+    let db = db.to_str().expect("a UTF-8 temp path");
+    let (gateway, url, _) = start_gateway_with(&[("TOLLGATE_DB", db)]);
+    (gateway, url)
+}
+
+/// Starts the gateway with extra environment variables; returns it, its URL, and
+/// everything it writes (stdout and stderr), collected as it runs.
+fn start_gateway_with(envs: &[(&str, &str)]) -> (Gateway, String, Arc<Mutex<String>>) {
+    let mut command = Command::new(gateway_binary());
+    command
         .env("TOLLGATE_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_DB", db)
         .env("RUST_LOG", "info")
         .env_remove("OPENAI_API_KEY")
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("GEMINI_API_KEY")
         .env_remove("TOLLGATE_MASTER_KEY")
+        .env_remove("TOLLGATE_DATABASE_URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the example gateway");
+        .stderr(Stdio::piped());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("start the example gateway");
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let gateway = Gateway(child);
+    let log = Arc::new(Mutex::new(String::new()));
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
     let mut lines = BufReader::new(stdout).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening on ").map(str::to_owned))
-        .expect("the gateway prints `listening on URL`");
+    let mut url = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        log.lock().unwrap().push_str(&format!("{line}\n"));
+        if let Some(found) = line.strip_prefix("listening on ") {
+            url = Some(found.to_owned());
+            break;
+        }
+    }
+    let url = url.expect("the gateway prints `listening on URL`");
     // Keep draining stdout so the gateway never blocks on, or breaks, its pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (gateway, url)
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    (gateway, url, log)
 }
 
 /// Runs `tests/sdk/{script}` with a Python that has `module` against a fresh gateway.
@@ -185,4 +228,75 @@ fn anthropic_python_sdk_against_the_example_gateway() {
         "anthropic_e2e.py",
         "anthropic_python_sdk_against_the_example_gateway",
     );
+}
+
+/// With `TOLLGATE_MASTER_KEY`: a key created through `/admin/keys` works with the
+/// `openai` SDK, a wrong or revoked key raises `AuthenticationError`, and the created
+/// key appears neither in the gateway's logs (at debug level) nor in its SQLite file.
+#[test]
+fn openai_python_sdk_with_authentication() {
+    let test = "openai_python_sdk_with_authentication";
+    let Some(python) = python("openai") else {
+        let reason =
+            "the `openai` Python package is not installed (run .ci/run, or set TOLLGATE_PYTHON)";
+        if std::env::var("TOLLGATE_REQUIRE_SDK").as_deref() == Ok("1") {
+            panic!("TOLLGATE_REQUIRE_SDK=1 but {reason}");
+        }
+        eprintln!("SKIPPED {test}: {reason}");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tollgate-sdk-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("tollgate.db");
+    let master = "sk-e2e-master-key-0123456789";
+    let (gateway, url, log) = start_gateway_with(&[
+        ("TOLLGATE_MASTER_KEY", master),
+        ("TOLLGATE_DB", db.to_str().unwrap()),
+        ("RUST_LOG", "debug"),
+    ]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/auth_e2e.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&url)
+        .arg(master)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "SDK auth checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("openai SDK auth checks passed"));
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CREATED_KEY="))
+        .expect("the script prints the created key")
+        .to_owned();
+    drop(gateway);
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("authentication on"), "{log}");
+    for secret in [key.as_str(), &key[11..], master] {
+        assert!(!log.contains(secret), "a secret is in the gateway's log");
+    }
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        // SQLite may remove its -wal/-shm files as the last connection closes (after
+        // checkpointing them into the main file): a file gone since listing is fine.
+        if let Ok(content) = std::fs::read(entry.unwrap().path()) {
+            bytes.extend(content);
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("auth_keys"),
+        "the keys are in the SQLite file"
+    );
+    assert!(
+        !text.contains(&key[11..]),
+        "the plaintext key is in the database"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,7 +34,8 @@ pub enum UnknownPrice {
 /// Writes one [`UsageRecord`] per LLM response to a [`Ledger`](super::Ledger). See
 /// the [module docs](crate::metering).
 ///
-/// Reads: [`LlmRequest`] (parsed here if no layer did yet), `x-request-id`, and from the
+/// Reads: [`LlmRequest`] (parsed here if no layer did yet), `x-request-id`, the
+/// [`Payer`] (or the auth layer's `Principal`, feature `auth`), and from the
 /// response: the [`Outcome`] (created here if absent), [`ServedBy`], `x-tollgate-cache`.
 /// Writes: nothing to the request; the record goes to the ledger when the outcome
 /// resolves. Requests that are not for an LLM endpoint pass through unmetered.
@@ -214,7 +215,7 @@ where
                 .with_param("model");
                 return Ok(err.to_response(llm.dialect()));
             }
-            let payer = req.extensions().get::<Payer>().cloned().unwrap_or_default();
+            let payer = payer_of(&req);
             let hold = match &layer.accounts {
                 Some(accounts) => {
                     let price = layer.prices.get(llm.model());
@@ -333,6 +334,22 @@ impl Pending {
             exact: report.usage_is_exact(),
         }
     }
+}
+
+/// Who pays: the [`Payer`] extension if a layer set one, else the key and team of the
+/// auth layer's `Principal` (feature `auth`), else nobody (postpaid, no budget).
+fn payer_of(req: &Request<Body>) -> Payer {
+    if let Some(payer) = req.extensions().get::<Payer>() {
+        return payer.clone();
+    }
+    #[cfg(feature = "auth")]
+    if let Some(p) = req.extensions().get::<crate::auth::Principal>() {
+        return Payer::new(
+            Some(p.key_id.to_string()),
+            p.team.as_deref().map(str::to_owned),
+        );
+    }
+    Payer::default()
 }
 
 /// The 429 `insufficient_quota` for a refusal, saying what to do.

@@ -120,9 +120,10 @@ impl<B> MakeRateLimitKey<B> for () {
     }
 }
 
-/// The default identity: the client address ([`ClientAddr`] in the request
-/// extensions), with the limits given here. Requests without a `ClientAddr`, or a
-/// default built without limits, count against no identity scope.
+/// The default identity: the authenticated key (the auth layer's `Principal`, with the
+/// key's own `rpm`, `tpm` and `max_parallel`; feature `auth`), and the client address
+/// ([`ClientAddr`] in the request extensions) with the limits given here. A request
+/// with neither counts against no identity scope.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultMakeRateLimitKey {
     per_client_ip: Option<Limits>,
@@ -145,9 +146,38 @@ impl DefaultMakeRateLimitKey {
 
 impl<B> MakeRateLimitKey<B> for DefaultMakeRateLimitKey {
     fn make_rate_limit_key(&mut self, req: &Request<B>) -> Option<RateLimitKey> {
-        let limits = self.per_client_ip?;
-        let addr = req.extensions().get::<ClientAddr>()?;
-        Some(RateLimitKey::new(Scope::client_ip(addr.0.ip()), limits))
+        let mut scopes = Vec::new();
+        #[cfg(feature = "auth")]
+        if let Some(principal) = req.extensions().get::<crate::auth::Principal>() {
+            let limits = Limits::from(principal.limits);
+            if !limits.is_unlimited() {
+                scopes.push((Scope::Key(principal.key_id.clone()), limits));
+            }
+        }
+        if let (Some(limits), Some(addr)) =
+            (self.per_client_ip, req.extensions().get::<ClientAddr>())
+        {
+            scopes.push((Scope::client_ip(addr.0.ip()), limits));
+        }
+        (!scopes.is_empty()).then_some(RateLimitKey { scopes })
+    }
+}
+
+/// A key's `rpm`, `tpm` and `max_parallel` as rate limits.
+#[cfg(feature = "auth")]
+impl From<crate::auth::KeyLimits> for Limits {
+    fn from(key: crate::auth::KeyLimits) -> Limits {
+        let mut limits = Limits::new();
+        if let Some(rpm) = key.rpm {
+            limits = limits.requests_per_minute(rpm);
+        }
+        if let Some(tpm) = key.tpm {
+            limits = limits.tokens_per_minute(tpm);
+        }
+        if let Some(n) = key.max_parallel {
+            limits = limits.max_parallel(n);
+        }
+        limits
     }
 }
 

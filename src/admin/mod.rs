@@ -1,0 +1,112 @@
+//! The admin API as an axum [`Router`](axum::Router) you can mount anywhere.
+//!
+//! Every route is authenticated with `Authorization: Bearer <key>`: the master key
+//! (`TOLLGATE_MASTER_KEY` in the example gateway) or a key with the `admin` role; a
+//! `viewer` key may use the `GET` routes. Anything else gets a 401 or 403 in OpenAI
+//! error JSON, and so do bad requests (400 naming the field).
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /admin/keys` | creates a key: 201 with `{"id", "key", ...}`; the plaintext `key` appears only here |
+//! | `GET /admin/keys` | lists keys (`?team=` filters): never a plaintext, never a hash |
+//! | `GET /admin/keys/{id}` | one key |
+//! | `DELETE /admin/keys/{id}` | revokes the key for good (the record stays, for usage history) |
+//! | `POST /admin/keys/{id}/rotate` | a new secret for the same id and settings: `{"id", "key", ...}` once |
+//! | `POST /admin/keys/{id}/disable`, `/enable` | turns a key off and on again |
+//!
+//! `POST /admin/keys` fields (all optional): `name`, `team` (created on first use),
+//! `role` (`admin`, `developer` — the default —, `viewer`), `models` (globs, e.g.
+//! `["mock/*", "gpt-4o*"]`; absent or empty: every model), `expires_at` (Unix seconds
+//! or RFC 3339, in the future), `ip_allow` (addresses or CIDR blocks), `rpm`, `tpm`,
+//! `max_parallel`, `budget` (`{"amount": "12.50", "period": "monthly"}`: `daily`,
+//! `weekly`, `monthly`, `total`), `metadata` (an object). Times in answers are Unix
+//! seconds.
+//!
+//! A key revoked, disabled or rotated here stops working on this process at once and
+//! on other replicas within the key cache TTL (2 s by default, see
+//! [`Keys`]).
+//!
+//! ```no_run
+//! use tollgate::admin::Admin;
+//! use tollgate::auth::{KeyAuthenticator, KeySecret, Keys, MemoryKeyStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = Keys::new(MemoryKeyStore::new());
+//! let master = KeySecret::from_plaintext(std::env::var("TOLLGATE_MASTER_KEY")?);
+//! let auth = KeyAuthenticator::new(keys.clone()).master_key(&master);
+//! let app = axum::Router::new().merge(Admin::new(auth, keys).into_router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod keys;
+mod time;
+
+use std::fmt;
+
+use axum::response::Response;
+use http::HeaderMap;
+
+use crate::auth::{KeyAuthenticator, Keys, Principal, Role};
+use crate::error::{ErrorKind, GatewayError};
+use crate::Dialect;
+
+/// The admin API: who may use it, and the keys it manages. See the
+/// [module docs](crate::admin).
+#[derive(Clone)]
+#[must_use]
+pub struct Admin {
+    auth: KeyAuthenticator,
+    keys: Keys,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Admin routes authenticated by `auth` (give it the master key), managing `keys`.
+    pub fn new(auth: KeyAuthenticator, keys: Keys) -> Self {
+        Admin { auth, keys }
+    }
+
+    /// The routes, under `/admin`.
+    pub fn into_router(self) -> axum::Router {
+        keys::routes().with_state(self)
+    }
+
+    /// The principal of an admin request, if its role may `write` (or read).
+    async fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<Principal, Response> {
+        let principal = self
+            .auth
+            .authenticate_headers(headers)
+            .await
+            .map_err(|rejection| respond(rejection.error().clone()))?;
+        let allowed = match principal.role {
+            Role::Admin => true,
+            Role::Viewer => !write,
+            _ => false,
+        };
+        if !allowed {
+            let need = if write { "admin" } else { "admin or viewer" };
+            return Err(respond(GatewayError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "This key has the `{}` role; this admin route needs the {need} role.",
+                    principal.role
+                ),
+            )));
+        }
+        Ok(principal)
+    }
+}
+
+/// An error as an OpenAI-shaped axum response.
+fn respond(err: GatewayError) -> Response {
+    err.to_response(Dialect::OpenAi).map(axum::body::Body::new)
+}
