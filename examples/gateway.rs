@@ -57,7 +57,7 @@ use tollgate::auth::{
 };
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
-use tollgate::metering::{MeteringLayer, SqliteLedger};
+use tollgate::metering::{Accounts, MeteringLayer, SqliteLedger};
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
 use tollgate::ratelimit::{FailMode, Limits, RateLimitLayer, RedisStore};
 use tollgate::request::LlmRequest;
@@ -300,12 +300,14 @@ fn router(
     auth: Option<(KeyAuthenticator, Keys)>,
     ledger: SqliteLedger,
 ) -> Router {
+    // Prepaid balances and budgets: credited through /admin/balances, applied by metering.
+    let accounts = Accounts::new();
     // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
     // max_parallel), and on the client address.
     let llm = ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(rate_limits)
-        .layer(MeteringLayer::new(ledger))
+        .layer(MeteringLayer::new(ledger.clone()).accounts(accounts.clone()))
         .service_fn(move |req: http::Request<tollgate::Body>| {
             dispatch(providers.clone(), req.map(axum::body::Body::new))
         });
@@ -321,7 +323,12 @@ fn router(
                 authenticator.clone(),
                 require_key,
             )),
-            Some(Admin::new(authenticator, keys).into_router()),
+            Some(
+                Admin::new(authenticator, keys)
+                    .with_usage(ledger)
+                    .with_balances(accounts)
+                    .into_router(),
+            ),
         ),
         None => (LlmService::new(llm), get(models), None),
     };

@@ -13,6 +13,9 @@
 //! | `DELETE /admin/keys/{id}` | revokes the key for good (the record stays, for usage history) |
 //! | `POST /admin/keys/{id}/rotate` | a new secret for the same id and settings: `{"id", "key", ...}` once |
 //! | `POST /admin/keys/{id}/disable`, `/enable` | turns a key off and on again |
+//! | `GET /admin/usage` | usage and spend (`?key_id=&team=&model=&from=&to=&group_by=day\|model\|key\|team`; times in Unix seconds or RFC 3339) with [`Admin::with_usage`] |
+//! | `POST /admin/balances/{key_id or team}` | `{"amount": "12.50"}` credits a prepaid balance (negative debits; 0 opens an empty one), with [`Admin::with_balances`] |
+//! | `GET /admin/balances/{key_id or team}` | the balance, or 404 for a postpaid account |
 //!
 //! `POST /admin/keys` fields (all optional): `name`, `team` (created on first use),
 //! `role` (`admin`, `developer` — the default —, `viewer`), `models` (globs, e.g.
@@ -42,6 +45,8 @@
 
 mod keys;
 mod time;
+#[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+mod usage;
 
 use std::fmt;
 
@@ -59,6 +64,10 @@ use crate::Dialect;
 pub struct Admin {
     auth: KeyAuthenticator,
     keys: Keys,
+    #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+    usage: Option<std::sync::Arc<dyn crate::metering::UsageSource>>,
+    #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+    accounts: Option<crate::metering::Accounts>,
 }
 
 impl fmt::Debug for Admin {
@@ -72,12 +81,54 @@ impl fmt::Debug for Admin {
 impl Admin {
     /// Admin routes authenticated by `auth` (give it the master key), managing `keys`.
     pub fn new(auth: KeyAuthenticator, keys: Keys) -> Self {
-        Admin { auth, keys }
+        Admin {
+            auth,
+            keys,
+            #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+            usage: None,
+            #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+            accounts: None,
+        }
+    }
+
+    /// Serves `GET /admin/usage` from this ledger (features `metering` and a database).
+    #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+    pub fn with_usage(mut self, ledger: impl crate::metering::UsageSource) -> Self {
+        self.usage = Some(std::sync::Arc::new(ledger));
+        self
+    }
+
+    /// Serves `POST`/`GET /admin/balances/{key_id or team}` on these accounts (the
+    /// ones given to `MeteringLayer::accounts`).
+    #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+    pub fn with_balances(mut self, accounts: crate::metering::Accounts) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 
     /// The routes, under `/admin`.
     pub fn into_router(self) -> axum::Router {
-        keys::routes().with_state(self)
+        let routes = keys::routes();
+        #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+        let routes = routes.merge(usage::routes());
+        routes.with_state(self)
+    }
+
+    /// The account a path names: a key when a key has this id, else a team.
+    #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+    async fn account(&self, name: &str) -> Result<crate::metering::Account, Response> {
+        use crate::metering::Account;
+        match self.keys.get(name).await {
+            Ok(Some(_)) => Ok(Account::Key(name.to_owned())),
+            Ok(None) => Ok(Account::Team(name.to_owned())),
+            Err(err) => {
+                tracing::warn!(error = %err, "admin: key store failed");
+                Err(respond(GatewayError::new(
+                    ErrorKind::Internal,
+                    "The key store could not be read; see the gateway's log.",
+                )))
+            }
+        }
     }
 
     /// The principal of an admin request, if its role may `write` (or read).

@@ -48,6 +48,8 @@ pub enum Period {
     Weekly,
     /// From the first of the month, midnight UTC.
     Monthly,
+    /// Never resets: a lifetime cap.
+    Total,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -64,6 +66,7 @@ impl Period {
                 let (y, m, _) = civil_from_days(day);
                 days_from_civil(y, m, 1) * DAY_MS
             }
+            Period::Total => i64::MIN,
         }
     }
 }
@@ -253,7 +256,10 @@ impl Accounts {
             spent: Money::ZERO,
             warned: false,
         });
-        tracked.budget = budget;
+        if tracked.budget != budget {
+            tracked.budget = budget;
+            tracked.period_start = start;
+        }
     }
 
     /// Spend recorded against the current period of an account's budget.
@@ -408,6 +414,7 @@ fn next_period(tracked: &Tracked) -> i64 {
             let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
             days_from_civil(y, m, 1) * DAY_MS
         }
+        Period::Total => i64::MAX,
     }
 }
 

@@ -57,12 +57,18 @@ pub struct Payer {
     pub key_id: Option<String>,
     /// The key's team.
     pub team: Option<String>,
+    /// The key's own budget, applied when the layer has [`Accounts`].
+    pub key_budget: Option<super::Budget>,
 }
 
 impl Payer {
     /// A payer with a key and, optionally, a team.
     pub fn new(key_id: Option<String>, team: Option<String>) -> Self {
-        Payer { key_id, team }
+        Payer {
+            key_id,
+            team,
+            key_budget: None,
+        }
     }
 
     fn accounts(&self) -> Vec<Account> {
@@ -218,6 +224,9 @@ where
             let payer = payer_of(&req);
             let hold = match &layer.accounts {
                 Some(accounts) => {
+                    if let (Some(key), Some(budget)) = (&payer.key_id, payer.key_budget) {
+                        accounts.set_budget(Account::Key(key.clone()), budget);
+                    }
                     let price = layer.prices.get(llm.model());
                     let worst = price.map_or(Money::ZERO, |p| {
                         let output = llm.max_tokens().unwrap_or(layer.output_reserve);
@@ -344,12 +353,28 @@ fn payer_of(req: &Request<Body>) -> Payer {
     }
     #[cfg(feature = "auth")]
     if let Some(p) = req.extensions().get::<crate::auth::Principal>() {
-        return Payer::new(
+        let mut payer = Payer::new(
             Some(p.key_id.to_string()),
             p.team.as_deref().map(str::to_owned),
         );
+        payer.key_budget = p.budget.as_ref().and_then(key_budget);
+        return payer;
     }
     Payer::default()
+}
+
+/// A key's budget as set through the admin API, in metering's terms.
+#[cfg(feature = "auth")]
+fn key_budget(budget: &crate::auth::Budget) -> Option<super::Budget> {
+    use crate::auth::BudgetPeriod;
+    let limit: Money = budget.amount.parse().ok()?;
+    let period = match budget.period {
+        BudgetPeriod::Daily => super::Period::Daily,
+        BudgetPeriod::Weekly => super::Period::Weekly,
+        BudgetPeriod::Monthly => super::Period::Monthly,
+        BudgetPeriod::Total => super::Period::Total,
+    };
+    Some(super::Budget::new(limit, period))
 }
 
 /// The 429 `insufficient_quota` for a refusal, saying what to do.

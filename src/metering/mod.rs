@@ -61,6 +61,8 @@ mod ledger;
 mod money;
 mod price;
 mod record;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod source;
 
 pub use account::{Account, Accounts, Budget, BudgetEvent, Clock, Hold, Period, Refusal};
 pub use layer::{Metering, MeteringLayer, Payer, ResponseFuture, UnknownPrice};
@@ -76,3 +78,5 @@ pub use ledger::{LedgerError, LedgerStats};
 pub use money::{InvalidMoney, Money};
 pub use price::{Price, PriceTable, PriceTableError};
 pub use record::UsageRecord;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use source::UsageSource;

@@ -2,6 +2,7 @@
 #![cfg(all(feature = "auth", feature = "testing"))]
 
 mod admin;
+mod admin_metering;
 mod keys;
 mod layer;
 mod readiness;

@@ -1,0 +1,205 @@
+//! `/admin/usage` and `/admin/balances` routes (metering).
+
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+
+use super::{respond, Admin};
+use crate::error::{ErrorKind, GatewayError};
+use crate::metering::{Account, GroupBy, Money, UsageQuery};
+
+pub(super) fn routes() -> Router<Admin> {
+    Router::new()
+        .route("/admin/usage", get(usage))
+        .route("/admin/balances/{account}", post(credit).get(balance))
+}
+
+const USAGE_PARAMS: &[&str] = &["key_id", "team", "model", "from", "to", "group_by"];
+
+async fn usage(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(res) = admin.authorize(&headers, false).await {
+        return res;
+    }
+    let Some(source) = admin.usage.clone() else {
+        return respond(not_configured(
+            "usage queries need a ledger (Admin::with_usage)",
+        ));
+    };
+    let query = match parse_usage_query(&params) {
+        Ok(query) => query,
+        Err(err) => return respond(err),
+    };
+    match source.usage(&query).await {
+        Ok(rows) => json_ok(json!({ "object": "list", "data": rows })),
+        Err(err) => {
+            tracing::warn!(error = %err, "admin: usage query failed");
+            respond(GatewayError::new(
+                ErrorKind::Internal,
+                "The usage ledger could not be queried; see the gateway's log.",
+            ))
+        }
+    }
+}
+
+fn parse_usage_query(params: &HashMap<String, String>) -> Result<UsageQuery, GatewayError> {
+    if let Some(unknown) = params.keys().find(|k| !USAGE_PARAMS.contains(&k.as_str())) {
+        return Err(GatewayError::invalid_request(format!(
+            "Unknown query parameter `{unknown}`; use {}.",
+            USAGE_PARAMS.join(", ")
+        ))
+        .with_param(unknown.clone()));
+    }
+    let mut query = UsageQuery::new();
+    if let Some(key) = params.get("key_id") {
+        query = query.key_id(key.clone());
+    }
+    if let Some(team) = params.get("team") {
+        query = query.team(team.clone());
+    }
+    if let Some(model) = params.get("model") {
+        query = query.model(model.clone());
+    }
+    let from = params.get("from").map(|v| time_ms("from", v)).transpose()?;
+    let to = params.get("to").map(|v| time_ms("to", v)).transpose()?;
+    query = query.between(from, to);
+    let group_by = match params.get("group_by").map(String::as_str) {
+        None | Some("") => GroupBy::None,
+        Some("day") => GroupBy::Day,
+        Some("model") => GroupBy::Model,
+        Some("key") => GroupBy::Key,
+        Some("team") => GroupBy::Team,
+        Some(other) => {
+            return Err(GatewayError::invalid_request(format!(
+                "`group_by` is `{other}`; use day, model, key or team."
+            ))
+            .with_param("group_by"))
+        }
+    };
+    Ok(query.group_by(group_by))
+}
+
+/// Unix seconds or RFC 3339, as milliseconds since the epoch.
+fn time_ms(param: &'static str, value: &str) -> Result<i64, GatewayError> {
+    if let Ok(secs) = value.parse::<i64>() {
+        return Ok(secs.saturating_mul(1000));
+    }
+    super::time::parse_rfc3339(value)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .ok_or_else(|| {
+            GatewayError::invalid_request(format!(
+                "`{param}` must be Unix seconds or an RFC 3339 time, e.g. 2026-11-01T00:00:00Z."
+            ))
+            .with_param(param)
+        })
+}
+
+/// `POST /admin/balances/{key_id or team}` with `{"amount": "12.50"}`.
+async fn credit(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(res) = admin.authorize(&headers, true).await {
+        return res;
+    }
+    let Some(accounts) = admin.accounts.clone() else {
+        return respond(not_configured("balances need Admin::with_balances"));
+    };
+    let amount = match parse_amount(&body) {
+        Ok(amount) => amount,
+        Err(err) => return respond(err),
+    };
+    let account = match admin.account(&name).await {
+        Ok(account) => account,
+        Err(res) => return res,
+    };
+    let balance = accounts.credit(account.clone(), amount);
+    tracing::info!(account = %account, amount = %amount, balance = %balance, "admin: balance credited");
+    json_ok(account_json(&account, balance))
+}
+
+/// `GET /admin/balances/{key_id or team}`: 404 for a postpaid account.
+async fn balance(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(res) = admin.authorize(&headers, false).await {
+        return res;
+    }
+    let Some(accounts) = admin.accounts.clone() else {
+        return respond(not_configured("balances need Admin::with_balances"));
+    };
+    let account = match admin.account(&name).await {
+        Ok(account) => account,
+        Err(res) => return res,
+    };
+    match accounts.balance(&account) {
+        Some(balance) => json_ok(account_json(&account, balance)),
+        None => respond(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("{account} has no prepaid balance (it is postpaid); credit it to open one."),
+        )),
+    }
+}
+
+fn parse_amount(body: &[u8]) -> Result<Money, GatewayError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!(
+            "The body is not JSON ({e}): send {{\"amount\": \"12.50\"}}."
+        ))
+    })?;
+    let obj = value.as_object().ok_or_else(|| {
+        GatewayError::invalid_request("The body must be a JSON object: {\"amount\": \"12.50\"}.")
+    })?;
+    if let Some(unknown) = obj.keys().find(|k| k.as_str() != "amount") {
+        return Err(GatewayError::invalid_request(format!(
+            "Unknown field `{unknown}`; only `amount` is accepted."
+        ))
+        .with_param(unknown.clone()));
+    }
+    let text = obj.get("amount").and_then(Value::as_str).ok_or_else(|| {
+        GatewayError::invalid_request(
+            "`amount` must be a decimal string in USD, e.g. \"12.50\" (not a number).",
+        )
+        .with_param("amount")
+    })?;
+    text.parse::<Money>()
+        .map_err(|e| GatewayError::invalid_request(e.to_string()).with_param("amount"))
+}
+
+fn account_json(account: &Account, balance: Money) -> Value {
+    match account {
+        Account::Key(id) => json!({ "key_id": id, "balance": balance }),
+        Account::Team(team) => json!({ "team": team, "balance": balance }),
+    }
+}
+
+fn not_configured(what: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::NotFound,
+        format!("This gateway does not serve this route: {what}."),
+    )
+}
+
+fn json_ok(body: Value) -> Response {
+    let bytes = serde_json::to_vec(&body).expect("JSON serializes");
+    http::Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(bytes))
+        .expect("a valid response")
+}

@@ -1,0 +1,37 @@
+//! [`UsageSource`]: a ledger that answers usage queries (for the admin API).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::{LedgerError, UsageQuery, UsageRow};
+
+/// A ledger that aggregates usage in its database. Implemented by
+/// [`SqliteLedger`](super::SqliteLedger) and `PostgresLedger`; the admin API's
+/// `GET /admin/usage` reads through it.
+pub trait UsageSource: Send + Sync + 'static {
+    /// Rows for `query`, aggregated in the database.
+    fn usage<'a>(
+        &'a self,
+        query: &'a UsageQuery,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRow>, LedgerError>> + Send + 'a>>;
+}
+
+#[cfg(feature = "sqlite")]
+impl UsageSource for super::SqliteLedger {
+    fn usage<'a>(
+        &'a self,
+        query: &'a UsageQuery,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRow>, LedgerError>> + Send + 'a>> {
+        Box::pin(super::SqliteLedger::usage(self, query))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl UsageSource for super::PostgresLedger {
+    fn usage<'a>(
+        &'a self,
+        query: &'a UsageQuery,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRow>, LedgerError>> + Send + 'a>> {
+        Box::pin(super::PostgresLedger::usage(self, query))
+    }
+}

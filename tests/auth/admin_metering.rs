@@ -1,0 +1,193 @@
+//! `/admin/usage` and `/admin/balances` over the admin Router, on a real SQLite ledger.
+#![cfg(all(feature = "admin", feature = "metering", feature = "sqlite"))]
+
+use http::{Request, StatusCode};
+use serde_json::{json, Value};
+use tollgate::admin::Admin;
+use tollgate::auth::{KeyAuthenticator, KeySecret, Keys, MemoryKeyStore};
+use tollgate::metering::{Account, Accounts, Ledger, Money, SqliteLedger, UsageRecord};
+use tower::ServiceExt;
+
+const MASTER: &str = "sk-admin-master-test-0002";
+
+async fn send(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(axum::body::Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn record(id: usize, key: &str, model: &str, day: i64, cost_nanos: i64) -> UsageRecord {
+    serde_json::from_value(json!({
+        "id": format!("admin-{id}"), "time_ms": day * 86_400_000 + 5, "key_id": key, "team": "red",
+        "requested_model": model, "provider": "mock", "model": model, "attempts": 1,
+        "prompt_tokens": 10, "completion_tokens": 4, "cached_tokens": 1, "cache_write_tokens": 0,
+        "cost": Money::from_nanos(cost_nanos).to_string(), "priced": true, "latency_us": 10,
+        "ttfb_us": 5, "status": 200, "end": "complete", "cache_hit": false, "exact": true
+    }))
+    .unwrap()
+}
+
+async fn app(name: &str) -> (axum::Router, Keys, Accounts, SqliteLedger) {
+    let dir = std::env::temp_dir().join(format!("tollgate-admin-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = SqliteLedger::open(dir.join("ledger.db")).await.unwrap();
+    let keys = Keys::new(MemoryKeyStore::new());
+    let auth = KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(MASTER));
+    let accounts = Accounts::new();
+    let router = Admin::new(auth, keys.clone())
+        .with_usage(ledger.clone())
+        .with_balances(accounts.clone())
+        .into_router();
+    (router, keys, accounts, ledger)
+}
+
+#[tokio::test]
+async fn usage_is_aggregated_grouped_and_filtered() {
+    let (app, _keys, _accounts, ledger) = app("usage").await;
+    ledger.record(record(1, "k1", "mock/a", 20_000, 100));
+    ledger.record(record(2, "k1", "mock/b", 20_000, 250));
+    ledger.record(record(3, "k2", "mock/a", 20_001, 1_000));
+    ledger.flush().await;
+
+    let (status, body) = send(&app, "GET", "/admin/usage?group_by=model", Some(MASTER), "").await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["group"], "mock/a");
+    assert_eq!(rows[0]["requests"], 2);
+    assert_eq!(rows[0]["cost"], "0.0000011", "money is a decimal string");
+    assert_eq!(rows[0]["cached_tokens"], 2);
+
+    let (_, body) = send(
+        &app,
+        "GET",
+        "/admin/usage?key_id=k1&group_by=day",
+        Some(MASTER),
+        "",
+    )
+    .await;
+    assert_eq!(body["data"][0]["requests"], 2);
+    assert_eq!(body["data"][0]["group"], "2024-10-04");
+
+    // `from` in RFC 3339 and `to` in Unix seconds select the second day only.
+    let uri = "/admin/usage?from=2024-10-05T00:00:00Z&to=1728259200";
+    let (_, body) = send(&app, "GET", uri, Some(MASTER), "").await;
+    assert_eq!(body["data"][0]["requests"], 1);
+    assert_eq!(body["data"][0]["cost"], "0.000001");
+
+    for (uri, param) in [
+        ("/admin/usage?group=model", "group"),
+        ("/admin/usage?group_by=hour", "group_by"),
+        ("/admin/usage?from=yesterday", "from"),
+    ] {
+        let (status, body) = send(&app, "GET", uri, Some(MASTER), "").await;
+        assert_eq!(status, 400, "{uri}");
+        assert_eq!(body["error"]["param"], param, "{uri}");
+    }
+    let (status, body) = send(&app, "GET", "/admin/usage", Some("tg-wrong"), "").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].is_string());
+}
+
+#[tokio::test]
+async fn balances_are_credited_per_key_or_team_as_decimal_strings() {
+    let (app, _keys, accounts, _ledger) = app("balances").await;
+    let (status, created) = send(
+        &app,
+        "POST",
+        "/admin/keys",
+        Some(MASTER),
+        r#"{"name":"payer","team":"red"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = send(
+        &app,
+        "POST",
+        &format!("/admin/balances/{id}"),
+        Some(MASTER),
+        r#"{"amount": "1.50"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"key_id": id, "balance": "1.500000"}));
+    let (_, body) = send(
+        &app,
+        "POST",
+        &format!("/admin/balances/{id}"),
+        Some(MASTER),
+        r#"{"amount": "-0.25"}"#,
+    )
+    .await;
+    assert_eq!(body["balance"], "1.250000", "negative amounts debit");
+    assert_eq!(
+        accounts.balance(&Account::Key(id.clone())),
+        Some("1.25".parse().unwrap())
+    );
+
+    // A name that is not a key id is a team; crediting 0 opens an empty prepaid balance.
+    let (status, body) = send(
+        &app,
+        "POST",
+        "/admin/balances/red",
+        Some(MASTER),
+        r#"{"amount": "0"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"team": "red", "balance": "0.000000"})
+        )
+    );
+    let (status, _) = send(&app, "GET", "/admin/balances/blue", Some(MASTER), "").await;
+    assert_eq!(status, 404, "postpaid: no balance");
+
+    for (body, param) in [
+        (r#"{"amount": 1.5}"#, "amount"),
+        (r#"{"amount": "1", "note": "x"}"#, "note"),
+        (r#"{"amount": "1.0000000001"}"#, "amount"),
+    ] {
+        let (status, answer) = send(&app, "POST", "/admin/balances/red", Some(MASTER), body).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(answer["error"]["param"], param, "{body}");
+    }
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/admin/balances/red",
+        None,
+        r#"{"amount": "5"}"#,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        accounts.balance(&Account::Team("red".into())),
+        Some(Money::ZERO),
+        "refused credits change nothing"
+    );
+}
