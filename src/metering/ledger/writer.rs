@@ -163,7 +163,9 @@ async fn run<S: Store>(
         // one per record (a commit costs far more than a row). Sleeping through the
         // window, rather than waiting on the queue, means senders do not wake this task
         // for every record. A flush or a closed queue skips the wait.
-        if flushes.is_empty() && !closed {
+        // Under load a full batch is already queued: no wait, so the window never caps
+        // the write rate.
+        if flushes.is_empty() && !closed && rx.len() + 1 < BATCH {
             tokio::time::sleep(BATCH_WINDOW).await;
         }
         while batch.len() < BATCH {
