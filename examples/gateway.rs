@@ -173,11 +173,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
     let ledger = SqliteLedger::open(&db).await?;
     tracing::info!(path = %db, "usage ledger: SQLite (TOLLGATE_DB)");
+    // Prepaid balances: credited through /admin/balances, applied by metering, and
+    // rebuilt here from the stored credits and the records (spooled ones replayed first).
+    ledger.flush().await;
+    let accounts = Accounts::new();
+    for (account, balance) in ledger.balances().await? {
+        accounts.credit(account, balance);
+    }
     let app = router(
         Arc::new(providers),
         rate_limits().await?,
         auth,
         ledger.clone(),
+        accounts,
     );
     let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
@@ -299,9 +307,8 @@ fn router(
     rate_limits: RateLimitLayer,
     auth: Option<(KeyAuthenticator, Keys)>,
     ledger: SqliteLedger,
+    accounts: Accounts,
 ) -> Router {
-    // Prepaid balances and budgets: credited through /admin/balances, applied by metering.
-    let accounts = Accounts::new();
     // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
     // max_parallel), and on the client address.
     let llm = ServiceBuilder::new()
@@ -325,8 +332,8 @@ fn router(
             )),
             Some(
                 Admin::new(authenticator, keys)
-                    .with_usage(ledger)
-                    .with_balances(accounts)
+                    .with_usage(ledger.clone())
+                    .with_balances(accounts, ledger)
                     .into_router(),
             ),
         ),

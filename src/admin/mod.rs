@@ -67,7 +67,10 @@ pub struct Admin {
     #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
     usage: Option<std::sync::Arc<dyn crate::metering::UsageSource>>,
     #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
-    accounts: Option<crate::metering::Accounts>,
+    accounts: Option<(
+        crate::metering::Accounts,
+        std::sync::Arc<dyn crate::metering::BalanceStore>,
+    )>,
 }
 
 impl fmt::Debug for Admin {
@@ -99,10 +102,15 @@ impl Admin {
     }
 
     /// Serves `POST`/`GET /admin/balances/{key_id or team}` on these accounts (the
-    /// ones given to `MeteringLayer::accounts`).
+    /// ones given to `MeteringLayer::accounts`); each credit is saved in `store` (a
+    /// database ledger) before it is applied, so balances survive restarts.
     #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
-    pub fn with_balances(mut self, accounts: crate::metering::Accounts) -> Self {
-        self.accounts = Some(accounts);
+    pub fn with_balances(
+        mut self,
+        accounts: crate::metering::Accounts,
+        store: impl crate::metering::BalanceStore,
+    ) -> Self {
+        self.accounts = Some((accounts, std::sync::Arc::new(store)));
         self
     }
 

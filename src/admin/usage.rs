@@ -126,6 +126,14 @@ async fn credit(
         Ok(account) => account,
         Err(res) => return res,
     };
+    let (accounts, store) = accounts;
+    if let Err(err) = store.save_credit(&account, amount).await {
+        tracing::warn!(error = %err, "admin: saving a credit failed");
+        return respond(GatewayError::new(
+            ErrorKind::Internal,
+            "The credit could not be saved (nothing was changed); see the gateway's log.",
+        ));
+    }
     let balance = accounts.credit(account.clone(), amount);
     tracing::info!(account = %account, amount = %amount, balance = %balance, "admin: balance credited");
     json_ok(account_json(&account, balance))
@@ -147,7 +155,7 @@ async fn balance(
         Ok(account) => account,
         Err(res) => return res,
     };
-    match accounts.balance(&account) {
+    match accounts.0.balance(&account) {
         Some(balance) => json_ok(account_json(&account, balance)),
         None => respond(GatewayError::new(
             ErrorKind::NotFound,

@@ -79,4 +79,4 @@ pub use money::{InvalidMoney, Money};
 pub use price::{Price, PriceTable, PriceTableError};
 pub use record::UsageRecord;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use source::UsageSource;
+pub use source::{BalanceStore, UsageSource};

@@ -57,7 +57,7 @@ async fn app(name: &str) -> (axum::Router, Keys, Accounts, SqliteLedger) {
     let accounts = Accounts::new();
     let router = Admin::new(auth, keys.clone())
         .with_usage(ledger.clone())
-        .with_balances(accounts.clone())
+        .with_balances(accounts.clone(), ledger.clone())
         .into_router();
     (router, keys, accounts, ledger)
 }
@@ -189,5 +189,48 @@ async fn balances_are_credited_per_key_or_team_as_decimal_strings() {
         accounts.balance(&Account::Team("red".into())),
         Some(Money::ZERO),
         "refused credits change nothing"
+    );
+}
+
+#[tokio::test]
+async fn balances_survive_a_restart_minus_what_was_spent() {
+    let (app, _keys, accounts, ledger) = app("restart").await;
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/admin/balances/blue",
+        Some(MASTER),
+        r#"{"amount": "2"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    send(
+        &app,
+        "POST",
+        "/admin/balances/blue",
+        Some(MASTER),
+        r#"{"amount": "-0.5"}"#,
+    )
+    .await;
+    // Spending by the team after the credit, recorded in the ledger.
+    let now_day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / 86_400_000
+        + 1;
+    let mut spent = record(10, "k9", "mock/a", now_day, 300_000_000);
+    spent.team = Some("blue".into());
+    ledger.record(spent);
+    ledger.flush().await;
+    drop(accounts);
+    // A new process: balances are rebuilt from the stored credits and the records.
+    let restored = Accounts::new();
+    for (account, balance) in ledger.balances().await.unwrap() {
+        restored.credit(account, balance);
+    }
+    assert_eq!(
+        restored.balance(&Account::Team("blue".into())),
+        Some("1.2".parse().unwrap())
     );
 }

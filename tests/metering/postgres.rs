@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
-use tollgate::metering::{GroupBy, Ledger, PostgresLedger, UsageQuery, UsageRecord};
+use tollgate::metering::{
+    Account, GroupBy, Ledger, Money, PostgresLedger, UsageQuery, UsageRecord,
+};
 
 /// The database URL, or `None` (and a printed reason) when the test must skip.
 fn database_url(test: &str) -> Option<String> {
@@ -178,5 +180,20 @@ async fn postgres_down_mid_load_then_back_keeps_exactly_one_record_per_request()
         .await
         .unwrap();
     assert_eq!(by_day[0].group, "2026-11-23");
+
+    // Prepaid balances in PostgreSQL: credits, then what the account spent since.
+    let team = Account::Team(format!("{run}-team"));
+    ledger
+        .save_credit(&team, "3".parse().unwrap())
+        .await
+        .unwrap();
+    let mut spent = record(&run, 1_000);
+    spent.team = Some(format!("{run}-team"));
+    spent.time_ms = i64::MAX / 2; // after the credit
+    ledger.record(spent);
+    ledger.flush().await;
+    let balances = ledger.balances().await.unwrap();
+    let balance = balances.iter().find(|(a, _)| *a == team).map(|(_, m)| *m);
+    assert_eq!(balance, Some(Money::from_nanos(3_000_000_000 - 20_000)));
     let _ = std::fs::remove_file(&spool);
 }

@@ -41,6 +41,13 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time_ms)",
     "CREATE INDEX IF NOT EXISTS usage_records_key ON usage_records (key_id, time_ms)",
     "CREATE INDEX IF NOT EXISTS usage_records_team ON usage_records (team, time_ms)",
+    "CREATE TABLE IF NOT EXISTS balance_credits (
+        kind TEXT NOT NULL,
+        account TEXT NOT NULL,
+        amount_nanos BIGINT NOT NULL,
+        time_ms BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS balance_credits_account ON balance_credits (kind, account)",
 ];
 
 /// Usage records in PostgreSQL, written in batches (multi-row inserts) by a background
@@ -94,6 +101,32 @@ impl PostgresLedger {
     /// Records written, spooled and replayed since the ledger opened.
     pub fn stats(&self) -> LedgerStats {
         self.writer.stats()
+    }
+
+    /// Stores a credit (negative: a debit) of a prepaid balance; apply it to the
+    /// in-memory [`Accounts`](crate::metering::Accounts) after this succeeds.
+    pub async fn save_credit(
+        &self,
+        account: &crate::metering::Account,
+        amount: crate::metering::Money,
+    ) -> Result<(), LedgerError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        queries::save_credit(&self.pool, account, amount, now)
+            .await
+            .map_err(|e| LedgerError(format!("saving a balance credit failed: {e}")))
+    }
+
+    /// Every prepaid balance, rebuilt from the stored credits and the records since:
+    /// load them into [`Accounts`](crate::metering::Accounts) at start (after a
+    /// [`flush`](Self::flush), so spooled records count).
+    pub async fn balances(
+        &self,
+    ) -> Result<Vec<(crate::metering::Account, crate::metering::Money)>, LedgerError> {
+        queries::balances(&self.pool)
+            .await
+            .map_err(|e| LedgerError(format!("reading balances failed: {e}")))
     }
 
     /// Aggregates usage in the database.

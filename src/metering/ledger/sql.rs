@@ -25,6 +25,22 @@ pub(super) fn parse_end(kind: &str) -> End {
     }
 }
 
+/// How an account is stored: `("key", id)` or `("team", name)`.
+pub(super) fn account_parts(account: &crate::metering::Account) -> (&'static str, String) {
+    match account {
+        crate::metering::Account::Key(id) => ("key", id.clone()),
+        crate::metering::Account::Team(team) => ("team", team.clone()),
+    }
+}
+
+pub(super) fn account_from(kind: &str, name: String) -> Option<crate::metering::Account> {
+    match kind {
+        "key" => Some(crate::metering::Account::Key(name)),
+        "team" => Some(crate::metering::Account::Team(name)),
+        _ => None,
+    }
+}
+
 pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -123,6 +139,51 @@ macro_rules! sql_queries {
                         cached_tokens: sum("cached") as u64,
                         cost: Money::from_nanos(sum("cost")),
                     }
+                })
+                .collect())
+        }
+
+        /// Stores a credit (negative: a debit) of a prepaid balance.
+        pub(super) async fn save_credit(
+            pool: &sqlx::Pool<$db>,
+            account: &crate::metering::Account,
+            amount: Money,
+            time_ms: i64,
+        ) -> Result<(), sqlx::Error> {
+            let (kind, name) = crate::metering::ledger::sql::account_parts(account);
+            sqlx::query(
+                "INSERT INTO balance_credits (kind, account, amount_nanos, time_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(kind)
+            .bind(name)
+            .bind(amount.nanos())
+            .bind(time_ms)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        /// Every prepaid balance: its credits minus the cost of the account's records
+        /// since its first credit.
+        pub(super) async fn balances(
+            pool: &sqlx::Pool<$db>,
+        ) -> Result<Vec<(crate::metering::Account, Money)>, sqlx::Error> {
+            let rows = sqlx::query(
+                "SELECT c.kind AS kind, c.account AS account, c.credited AS credited, \
+                 CAST(COALESCE((SELECT SUM(u.cost_nanos) FROM usage_records u \
+                    WHERE u.time_ms >= c.first_ms AND \
+                    ((c.kind = 'key' AND u.key_id = c.account) OR (c.kind = 'team' AND u.team = c.account))), 0) AS BIGINT) AS spent \
+                 FROM (SELECT kind, account, CAST(SUM(amount_nanos) AS BIGINT) AS credited, MIN(time_ms) AS first_ms \
+                       FROM balance_credits GROUP BY kind, account) c",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|row| {
+                    let account = crate::metering::ledger::sql::account_from(row.get("kind"), row.get("account"))?;
+                    let balance = row.get::<i64, _>("credited").saturating_sub(row.get::<i64, _>("spent"));
+                    Some((account, Money::from_nanos(balance)))
                 })
                 .collect())
         }
