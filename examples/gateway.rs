@@ -180,6 +180,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (account, balance) in ledger.balances().await? {
         accounts.credit(account, balance);
     }
+    preload_budget_spend(&ledger, &accounts).await?;
     let app = router(
         Arc::new(providers),
         rate_limits().await?,
@@ -216,6 +217,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "usage ledger flushed"
     );
     drop(mock);
+    Ok(())
+}
+
+/// Spend so far in each budget period, per key and per team, so that a restart does
+/// not reset budgets.
+async fn preload_budget_spend(
+    ledger: &SqliteLedger,
+    accounts: &Accounts,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tollgate::metering::{Account, GroupBy, Period, UsageQuery};
+    let now = accounts.now_ms();
+    for period in [
+        Period::Daily,
+        Period::Weekly,
+        Period::Monthly,
+        Period::Total,
+    ] {
+        let start = period.start(now);
+        for (group, make) in [
+            (GroupBy::Key, Account::Key as fn(String) -> Account),
+            (GroupBy::Team, Account::Team),
+        ] {
+            let from = (start != i64::MIN).then_some(start);
+            let rows = ledger
+                .usage(&UsageQuery::new().between(from, None).group_by(group))
+                .await?;
+            let spent = rows
+                .into_iter()
+                .filter(|r| r.group != "-")
+                .map(|r| (make(r.group), r.cost));
+            accounts.preload_spend(period, start, spent);
+        }
+    }
     Ok(())
 }
 

@@ -171,7 +171,13 @@ fn system_clock() -> Clock {
 struct State {
     balances: HashMap<Account, Balance>,
     budgets: HashMap<Account, Tracked>,
+    /// Spend recorded before this process started, per period kind and account, with
+    /// the start of the period it was counted from.
+    prior: HashMap<(PeriodKind, Account), (i64, Money)>,
 }
+
+/// `Period` without its data, as a map key.
+type PeriodKind = std::mem::Discriminant<Period>;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Balance {
@@ -250,10 +256,15 @@ impl Accounts {
         let now = (self.clock)();
         let mut state = self.lock();
         let start = budget.period.start(now);
+        let prior = state
+            .prior
+            .get(&(std::mem::discriminant(&budget.period), account.clone()))
+            .filter(|(from, _)| *from == start)
+            .map_or(Money::ZERO, |(_, spent)| *spent);
         let tracked = state.budgets.entry(account).or_insert(Tracked {
             budget,
             period_start: start,
-            spent: Money::ZERO,
+            spent: prior,
             warned: false,
         });
         if tracked.budget != budget {
@@ -280,6 +291,34 @@ impl Accounts {
             roll(tracked, now);
             tracked.spent = tracked.spent.saturating_add(amount);
         }
+    }
+
+    /// Spend made before this process started (read from the ledger at start), counted
+    /// from `period_start`: budgets of this `period` set later start from it instead of
+    /// zero, so a restart does not reset a budget.
+    pub fn preload_spend(
+        &self,
+        period: Period,
+        period_start: i64,
+        spent: impl IntoIterator<Item = (Account, Money)>,
+    ) {
+        let mut state = self.lock();
+        for (account, amount) in spent {
+            if let Some(tracked) = state.budgets.get_mut(&account) {
+                if tracked.budget.period == period && tracked.period_start == period_start {
+                    tracked.spent = tracked.spent.saturating_add(amount);
+                }
+            }
+            state.prior.insert(
+                (std::mem::discriminant(&period), account),
+                (period_start, amount),
+            );
+        }
+    }
+
+    /// The current time of this set's clock, in ms since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
     }
 
     /// Budget events (soft threshold crossed, budget exhausted).
@@ -536,6 +575,37 @@ mod tests {
             .reserve(std::slice::from_ref(&team), Money::ZERO)
             .is_ok());
         assert_eq!(accounts.spent(&team), Some(Money::ZERO));
+    }
+
+    #[test]
+    fn spend_before_a_restart_counts_against_a_budget_set_later() {
+        let (clock, _now) = fake_clock(MONDAY_NOON);
+        let accounts = Accounts::with_clock(clock);
+        let key = Account::Key("k".into());
+        let today = Period::Daily.start(MONDAY_NOON);
+        accounts.preload_spend(
+            Period::Daily,
+            today,
+            [(key.clone(), Money::from_nanos(900))],
+        );
+        accounts.preload_spend(
+            Period::Monthly,
+            Period::Monthly.start(MONDAY_NOON),
+            [(key.clone(), Money::from_nanos(5_000))],
+        );
+        accounts.set_budget(
+            key.clone(),
+            Budget::new(Money::from_nanos(1000), Period::Daily),
+        );
+        assert_eq!(accounts.spent(&key), Some(Money::from_nanos(900)));
+        accounts
+            .reserve(std::slice::from_ref(&key), Money::ZERO)
+            .unwrap()
+            .settle(Money::from_nanos(100));
+        assert!(
+            accounts.reserve(&[key], Money::ZERO).is_err(),
+            "900 before the restart + 100 after"
+        );
     }
 
     #[test]
