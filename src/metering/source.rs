@@ -16,26 +16,6 @@ pub trait UsageSource: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRow>, LedgerError>> + Send + 'a>>;
 }
 
-#[cfg(feature = "sqlite")]
-impl UsageSource for super::SqliteLedger {
-    fn usage<'a>(
-        &'a self,
-        query: &'a UsageQuery,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRow>, LedgerError>> + Send + 'a>> {
-        Box::pin(super::SqliteLedger::usage(self, query))
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl UsageSource for super::PostgresLedger {
-    fn usage<'a>(
-        &'a self,
-        query: &'a UsageQuery,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRow>, LedgerError>> + Send + 'a>> {
-        Box::pin(super::PostgresLedger::usage(self, query))
-    }
-}
-
 /// Where prepaid balance credits are kept, so balances survive restarts. Implemented by
 /// the database ledgers; the admin API saves each credit through it before applying it.
 pub trait BalanceStore: Send + Sync + 'static {
@@ -47,24 +27,4 @@ pub trait BalanceStore: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<(), LedgerError>> + Send + 'a>>;
 }
 
-#[cfg(feature = "sqlite")]
-impl BalanceStore for super::SqliteLedger {
-    fn save_credit<'a>(
-        &'a self,
-        account: &'a super::Account,
-        amount: super::Money,
-    ) -> Pin<Box<dyn Future<Output = Result<(), LedgerError>> + Send + 'a>> {
-        Box::pin(super::SqliteLedger::save_credit(self, account, amount))
-    }
-}
 
-#[cfg(feature = "postgres")]
-impl BalanceStore for super::PostgresLedger {
-    fn save_credit<'a>(
-        &'a self,
-        account: &'a super::Account,
-        amount: super::Money,
-    ) -> Pin<Box<dyn Future<Output = Result<(), LedgerError>> + Send + 'a>> {
-        Box::pin(super::PostgresLedger::save_credit(self, account, amount))
-    }
-}

@@ -1,16 +1,12 @@
 //! The PostgreSQL ledger, for fleets: every replica writes to one database.
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::sql::LedgerError;
-use super::writer::{Store, Writer};
-use super::{Ledger, LedgerStats, UsageQuery, UsageRecord, UsageRow};
-use crate::BoxError;
+use super::writer::Writer;
 
 /// Records queued in memory before the ledger spools to disk.
 const QUEUE: usize = 65_536;
@@ -91,73 +87,9 @@ impl PostgresLedger {
         let writer = Writer::spawn(PgStore(pool.clone()), spool.into(), QUEUE);
         Ok(PostgresLedger { pool, writer })
     }
-
-    /// Waits until every record taken so far is written or spooled, and replays
-    /// spooled records.
-    pub async fn flush(&self) {
-        self.writer.flush().await
-    }
-
-    /// Records written, spooled and replayed since the ledger opened.
-    pub fn stats(&self) -> LedgerStats {
-        self.writer.stats()
-    }
-
-    /// Stores a credit (negative: a debit) of a prepaid balance; apply it to the
-    /// in-memory [`Accounts`](crate::metering::Accounts) after this succeeds.
-    pub async fn save_credit(
-        &self,
-        account: &crate::metering::Account,
-        amount: crate::metering::Money,
-    ) -> Result<(), LedgerError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        queries::save_credit(&self.pool, account, amount, now)
-            .await
-            .map_err(|e| LedgerError(format!("saving a balance credit failed: {e}")))
-    }
-
-    /// Every prepaid balance, rebuilt from the stored credits and the records since:
-    /// load them into [`Accounts`](crate::metering::Accounts) at start (after a
-    /// [`flush`](Self::flush), so spooled records count).
-    pub async fn balances(
-        &self,
-    ) -> Result<Vec<(crate::metering::Account, crate::metering::Money)>, LedgerError> {
-        queries::balances(&self.pool)
-            .await
-            .map_err(|e| LedgerError(format!("reading balances failed: {e}")))
-    }
-
-    /// Aggregates usage in the database.
-    pub async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, LedgerError> {
-        queries::usage(&self.pool, query)
-            .await
-            .map_err(|e| LedgerError(format!("usage query failed: {e}")))
-    }
-
-    /// Every record, oldest first.
-    pub async fn records(&self) -> Result<Vec<UsageRecord>, LedgerError> {
-        queries::records(&self.pool)
-            .await
-            .map_err(|e| LedgerError(format!("reading records failed: {e}")))
-    }
 }
 
-impl Ledger for PostgresLedger {
-    fn record(&self, record: UsageRecord) {
-        self.writer.record(record)
-    }
-}
-
-impl Store for PgStore {
-    fn insert<'a>(
-        &'a self,
-        batch: &'a [UsageRecord],
-    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>> {
-        Box::pin(async move { Ok(queries::insert(&self.0, batch).await?) })
-    }
-}
+super::sql::sql_ledger!(ledger = PostgresLedger, store = PgStore);
 
 mod queries {
     super::super::sql::sql_queries!(

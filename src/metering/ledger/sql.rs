@@ -230,6 +230,115 @@ macro_rules! sql_queries {
 
 pub(super) use sql_queries;
 
+/// The methods and trait impls every SQL ledger shares, for a ledger struct with `pool`
+/// and `writer` fields and its [`Store`](super::writer::Store) newtype around the pool.
+/// Expects a `queries` module made by [`sql_queries!`] in scope.
+macro_rules! sql_ledger {
+    (ledger = $ledger:ident, store = $store:ident) => {
+        impl $ledger {
+            /// Waits until every record taken so far is written (or spooled, if the
+            /// database fails), and replays spooled records.
+            pub async fn flush(&self) {
+                self.writer.flush().await
+            }
+
+            /// Records written, spooled and replayed since the ledger opened.
+            pub fn stats(&self) -> crate::metering::LedgerStats {
+                self.writer.stats()
+            }
+
+            /// Stores a credit (negative: a debit) of a prepaid balance; apply it to the
+            /// in-memory [`Accounts`](crate::metering::Accounts) after this succeeds.
+            pub async fn save_credit(
+                &self,
+                account: &crate::metering::Account,
+                amount: crate::metering::Money,
+            ) -> Result<(), LedgerError> {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                queries::save_credit(&self.pool, account, amount, now)
+                    .await
+                    .map_err(|e| LedgerError(format!("saving a balance credit failed: {e}")))
+            }
+
+            /// Every prepaid balance, rebuilt from the stored credits and the records
+            /// since: load them into [`Accounts`](crate::metering::Accounts) at start
+            /// (after a [`flush`](Self::flush), so spooled records count).
+            pub async fn balances(
+                &self,
+            ) -> Result<Vec<(crate::metering::Account, crate::metering::Money)>, LedgerError> {
+                queries::balances(&self.pool)
+                    .await
+                    .map_err(|e| LedgerError(format!("reading balances failed: {e}")))
+            }
+
+            /// Aggregates usage in the database.
+            pub async fn usage(
+                &self,
+                query: &crate::metering::UsageQuery,
+            ) -> Result<Vec<crate::metering::UsageRow>, LedgerError> {
+                queries::usage(&self.pool, query)
+                    .await
+                    .map_err(|e| LedgerError(format!("usage query failed: {e}")))
+            }
+
+            /// Every record, oldest first (for tests and exports; use
+            /// [`usage`](Self::usage) for reports).
+            pub async fn records(&self) -> Result<Vec<crate::metering::UsageRecord>, LedgerError> {
+                queries::records(&self.pool)
+                    .await
+                    .map_err(|e| LedgerError(format!("reading records failed: {e}")))
+            }
+        }
+
+        impl crate::metering::Ledger for $ledger {
+            fn record(&self, record: crate::metering::UsageRecord) {
+                self.writer.record(record)
+            }
+        }
+
+        impl crate::metering::ledger::writer::Store for $store {
+            fn insert<'a>(
+                &'a self,
+                batch: &'a [crate::metering::UsageRecord],
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), crate::BoxError>> + Send + 'a>,
+            > {
+                Box::pin(async move { Ok(queries::insert(&self.0, batch).await?) })
+            }
+        }
+
+        impl crate::metering::UsageSource for $ledger {
+            fn usage<'a>(
+                &'a self,
+                query: &'a crate::metering::UsageQuery,
+            ) -> std::pin::Pin<
+                Box<
+                    dyn std::future::Future<Output = Result<Vec<crate::metering::UsageRow>, LedgerError>>
+                        + Send
+                        + 'a,
+                >,
+            > {
+                Box::pin($ledger::usage(self, query))
+            }
+        }
+
+        impl crate::metering::BalanceStore for $ledger {
+            fn save_credit<'a>(
+                &'a self,
+                account: &'a crate::metering::Account,
+                amount: crate::metering::Money,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LedgerError>> + Send + 'a>>
+            {
+                Box::pin($ledger::save_credit(self, account, amount))
+            }
+        }
+    };
+}
+
+pub(super) use sql_ledger;
+
 /// An error opening or querying a ledger database.
 #[derive(Debug)]
 pub struct LedgerError(pub(super) String);
