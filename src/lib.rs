@@ -34,6 +34,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+#[cfg(feature = "sqlite")]
+mod db;
 mod macros;
 
 #[cfg(feature = "admin")]

@@ -26,5 +26,3 @@ pub trait BalanceStore: Send + Sync + 'static {
         amount: super::Money,
     ) -> Pin<Box<dyn Future<Output = Result<(), LedgerError>> + Send + 'a>>;
 }
-
-

@@ -1,12 +1,8 @@
 //! [`SqliteKeyStore`]: keys in a SQLite file, the embedded default.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 
 use super::{
     bind_columns, insert_sql, read_columns, update_sql, Columns, KeyStore, KeyStoreError,
@@ -53,32 +49,9 @@ pub struct SqliteKeyStore {
 impl SqliteKeyStore {
     /// Opens (or creates) the file and its tables.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteKeyStore, KeyStoreError> {
-        let path = path.as_ref();
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            KeyStoreError::new(format!(
-                "cannot {what} the key store at {}: {e}; check that the directory exists and is writable (TOLLGATE_DB)",
-                path.display()
-            ))
-        };
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| fail("open", &e))?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+        let pool = crate::db::open_sqlite(path.as_ref(), "key store", SCHEMA)
             .await
-            .map_err(|e| fail("open", &e))?;
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .map_err(|e| fail("migrate", &e))?;
-        }
+            .map_err(KeyStoreError::new)?;
         Ok(SqliteKeyStore { pool })
     }
 

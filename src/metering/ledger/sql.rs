@@ -315,8 +315,9 @@ macro_rules! sql_ledger {
                 query: &'a crate::metering::UsageQuery,
             ) -> std::pin::Pin<
                 Box<
-                    dyn std::future::Future<Output = Result<Vec<crate::metering::UsageRow>, LedgerError>>
-                        + Send
+                    dyn std::future::Future<
+                            Output = Result<Vec<crate::metering::UsageRow>, LedgerError>,
+                        > + Send
                         + 'a,
                 >,
             > {
@@ -329,8 +330,9 @@ macro_rules! sql_ledger {
                 &'a self,
                 account: &'a crate::metering::Account,
                 amount: crate::metering::Money,
-            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LedgerError>> + Send + 'a>>
-            {
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), LedgerError>> + Send + 'a>,
+            > {
                 Box::pin($ledger::save_credit(self, account, amount))
             }
         }

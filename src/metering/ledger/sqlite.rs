@@ -1,12 +1,8 @@
 //! The SQLite ledger: the embedded default, one file, zero setup.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 
 use super::sql::LedgerError;
 use super::writer::Writer;
@@ -68,30 +64,9 @@ impl SqliteLedger {
     /// runtime.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteLedger, LedgerError> {
         let path = path.as_ref();
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            LedgerError(format!(
-                "cannot {what} the usage ledger at {}: {e}; check that the directory exists and is writable (TOLLGATE_DB)",
-                path.display()
-            ))
-        };
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| fail("open", &e))?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let pool = crate::db::open_sqlite(path, "usage ledger", SCHEMA)
             .await
-            .map_err(|e| fail("open", &e))?;
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .map_err(|e| fail("migrate", &e))?;
-        }
+            .map_err(LedgerError)?;
         let mut spool = PathBuf::from(path).into_os_string();
         spool.push(".spool");
         let writer = Writer::spawn(SqliteStore(pool.clone()), spool.into(), QUEUE);
@@ -114,8 +89,8 @@ mod queries {
 mod tests {
     use super::*;
     use crate::metering::ledger::{GroupBy, Ledger, UsageQuery};
-    use crate::metering::UsageRecord;
     use crate::metering::Money;
+    use crate::metering::UsageRecord;
     use crate::outcome::End;
 
     fn db_path(name: &str) -> PathBuf {
