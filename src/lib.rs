@@ -24,7 +24,8 @@
 //! | `sqlite` | the SQLite usage ledger (the embedded default) |
 //! | `testing` | [`testing`]: the mock provider (in-process service and loopback server) |
 //! | `ratelimit` | [`ratelimit`]: requests, tokens and concurrency per scope, in memory |
-//! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet |
+//! | `cache` | [`cache`]: the response cache (exact, tenant-scoped, single-flight, stream replay), in memory |
+//! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet; with `cache`: the Redis cache store |
 //! | `full` | all of the above |
 //!
 //! The core (request parsing, outcome, errors, SSE) needs no feature.
@@ -33,6 +34,9 @@
 mod body;
 mod macros;
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 pub mod error;
 pub mod extension;
 #[cfg(feature = "metering")]

@@ -143,7 +143,8 @@ impl PriceTable {
             Some(prefix) => {
                 self.prefixes.retain(|(p, _)| p != prefix);
                 self.prefixes.push((prefix.to_owned(), price));
-                self.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+                self.prefixes
+                    .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             }
             None => {
                 self.exact.insert(model, price);

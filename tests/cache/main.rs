@@ -1,0 +1,1 @@
+#![cfg(all(feature = "cache", feature = "testing"))]
