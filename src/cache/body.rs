@@ -92,7 +92,14 @@ impl Fill {
                     [one] => one.clone(),
                     many => Bytes::from(many.concat()),
                 };
-                store.put(key, Entry::new(status, content_type, body, ttl));
+                // A JSON answer that does not parse (a provider bug, a truncated body
+                // with a clean end) is forwarded, never replayed.
+                let is_json = content_type
+                    .as_ref()
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                if !is_json || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
+                    store.put(key, Entry::new(status, content_type, body, ttl));
+                }
             }
         }
         if let Some(leader) = leader {

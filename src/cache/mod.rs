@@ -92,8 +92,10 @@
 //! call: they get its status at once and its body as it arrives (`x-tollgate-cache:
 //! hit`, `age: 0`: they cost nothing upstream). If that call fails before its answer
 //! starts (an upstream error, a non-2xx status), each follower goes upstream on its own.
-//! If the first client leaves while others follow, the rest of the answer is read for
-//! them. A follower already streaming when the shared body fails, or outgrows
+//! The first request's client drives the shared call: followers get each chunk as soon
+//! as it reads it (no task is spawned per request), so a first client that stalls
+//! without disconnecting stalls its followers too. If the first client leaves while
+//! others follow, a task reads the rest of the answer for them. A follower already streaming when the shared body fails, or outgrows
 //! [`CacheLayer::max_entry_bytes`], ends with a body error, as the first client's
 //! stream does. Turn it off with [`CacheLayer::single_flight`].
 //!
