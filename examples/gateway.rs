@@ -16,14 +16,17 @@
 //!   OpenAI (or any OpenAI-compatible base URL) when the key is set.
 //! - `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`: `claude-*` models go to Anthropic.
 //! - `GEMINI_API_KEY` / `GEMINI_BASE_URL`: `gemini-*` models go to Gemini.
-//! - `TOLLGATE_REDIS_URL`: keep rate-limit counters in Redis, shared by every replica
-//!   (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
+//! - `TOLLGATE_REDIS_URL`: keep rate-limit counters and cached answers in Redis, shared
+//!   by every replica (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
 //!   Redis does not answer within 50 ms (default `open`: admit without counting).
 //! - `TOLLGATE_RATE_LIMIT_GLOBAL`: limits for the whole gateway, e.g.
 //!   `rpm=600,tpm=200000,max_parallel=64` (`rpm`, `rpd`, `tpm`, `tpd`, `max_parallel`).
 //! - `TOLLGATE_RATE_LIMIT_MODELS`: per-model limits, `;`-separated `MODEL LIMITS`
 //!   entries, e.g. `mock/echo rpm=60,tpm=10000; gpt-4o-mini max_parallel=8`.
 //! - `TOLLGATE_RATE_LIMIT_CLIENT`: limits per client IP address (IPv6 by /64).
+//! - `TOLLGATE_CACHE`: which answers are cached: `deterministic` (the default:
+//!   `temperature: 0` or a `seed`), `always` or `never`. Clients opt out per request with
+//!   `Cache-Control: no-store`.
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
@@ -34,6 +37,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request};
@@ -43,6 +47,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
+use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
@@ -164,7 +169,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         gemini,
     };
 
-    let app = router(providers, rate_limits().await?);
+    let app = router(providers, rate_limits().await?, cache().await?);
     let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()
@@ -234,10 +239,40 @@ async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
     Ok(layer)
 }
 
-fn router(providers: Providers, rate_limits: RateLimitLayer) -> Router {
+/// The response cache from the environment: on for deterministic requests, in memory
+/// or in Redis.
+async fn cache() -> Result<CacheLayer<Arc<dyn CacheStore>>, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let policy: CachePolicy = match var("TOLLGATE_CACHE") {
+        Some(text) => text.parse().map_err(|e| format!("TOLLGATE_CACHE: {e}"))?,
+        None => CachePolicy::Deterministic,
+    };
+    let store: Arc<dyn CacheStore> = match var("TOLLGATE_REDIS_URL") {
+        Some(url) if policy != CachePolicy::Never => {
+            let store = tollgate::cache::RedisStore::connect(url).await?;
+            tracing::info!(
+                ?policy,
+                "response cache in Redis (fails open: a miss when Redis is down)"
+            );
+            Arc::new(store)
+        }
+        _ => {
+            tracing::info!(?policy, "response cache in memory");
+            Arc::new(MemoryStore::new())
+        }
+    };
+    Ok(CacheLayer::new().store(store).policy(policy))
+}
+
+fn router(
+    providers: Providers,
+    rate_limits: RateLimitLayer,
+    cache: CacheLayer<Arc<dyn CacheStore>>,
+) -> Router {
     let llm = ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(rate_limits)
+        .layer(cache)
         .service_fn(move |req: http::Request<tollgate::Body>| {
             dispatch(providers.clone(), req.map(axum::body::Body::new))
         });

@@ -77,6 +77,8 @@ impl Fill {
 
     /// Stores a complete answer and ends the flight.
     fn finish(self, complete: bool) {
+        // The observer parsed a JSON answer when it found usage in it.
+        let parsed = self.outcome.report().is_some_and(|r| r.usage.is_some());
         let Fill {
             leader,
             store,
@@ -93,11 +95,15 @@ impl Fill {
                     many => Bytes::from(many.concat()),
                 };
                 // A JSON answer that does not parse (a provider bug, a truncated body
-                // with a clean end) is forwarded, never replayed.
+                // with a clean end) is forwarded, never replayed. One whose usage the
+                // observer read has parsed already.
                 let is_json = content_type
                     .as_ref()
                     .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-                if !is_json || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
+                if !is_json
+                    || parsed
+                    || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
+                {
                     store.put(key, Entry::new(status, content_type, body, ttl));
                 }
             }
