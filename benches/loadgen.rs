@@ -11,7 +11,8 @@
 //! `U` is a base (`http://127.0.0.1:8080`, the path `/v1/chat/completions` is added) or a
 //! full URL. Every request carries `content-type: application/json`,
 //! `authorization: Bearer <key>` and `accept-encoding: gzip, deflate` (what the official
-//! SDKs send). A request counts as an error on a transport error, a timeout, a non-2xx
+//! SDKs send), plus `cache-control: no-store`: the requests are identical, and a gateway's
+//! response cache must not turn the figures into cache hits. A request counts as an error on a transport error, a timeout, a non-2xx
 //! status or, when streaming, a body without `data: [DONE]`. Bodies are always read to the
 //! end so connections stay reusable.
 //!
@@ -44,7 +45,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE},
+    header::{ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE},
     HeaderMap, HeaderName, HeaderValue, Method, Request, Uri,
 };
 use http_body_util::{BodyExt, Full};
@@ -223,6 +224,9 @@ impl Target {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(AUTHORIZATION, format!("Bearer {}", cfg.key).parse()?);
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate"));
+        // Every request is identical: keep the gateway's response cache out of the
+        // figures (it would measure hits, not the proxy path).
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (name, value) in &cfg.headers {
             headers.append(name.clone(), value.clone());
         }

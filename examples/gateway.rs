@@ -16,8 +16,8 @@
 //!   OpenAI (or any OpenAI-compatible base URL) when the key is set.
 //! - `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`: `claude-*` models go to Anthropic.
 //! - `GEMINI_API_KEY` / `GEMINI_BASE_URL`: `gemini-*` models go to Gemini.
-//! - `TOLLGATE_REDIS_URL`: keep rate-limit counters in Redis, shared by every replica
-//!   (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
+//! - `TOLLGATE_REDIS_URL`: keep rate-limit counters and cached answers in Redis, shared
+//!   by every replica (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
 //!   Redis does not answer within 50 ms (default `open`: admit without counting).
 //! - `TOLLGATE_RATE_LIMIT_GLOBAL`: limits for the whole gateway, e.g.
 //!   `rpm=600,tpm=200000,max_parallel=64` (`rpm`, `rpd`, `tpm`, `tpd`, `max_parallel`).
@@ -31,6 +31,9 @@
 //! - `TOLLGATE_DB`: the SQLite file holding the usage ledger and, with authentication,
 //!   the keys (default `./tollgate.db`).
 //! - `TOLLGATE_DATABASE_URL`: keep the keys in PostgreSQL instead (`postgres://...`).
+//! - `TOLLGATE_CACHE`: which answers are cached: `deterministic` (the default:
+//!   `temperature: 0` or a `seed`), `always` or `never`. Clients opt out per request with
+//!   `Cache-Control: no-store`.
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
@@ -55,6 +58,7 @@ use tollgate::admin::Admin;
 use tollgate::auth::{
     AuthLayer, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore, SqliteKeyStore,
 };
+use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
 use tollgate::metering::{Accounts, MeteringLayer, SqliteLedger};
@@ -187,6 +191,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         auth,
         ledger.clone(),
         accounts,
+        cache().await?,
     );
     let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
@@ -334,6 +339,31 @@ async fn authentication() -> Result<Option<(KeyAuthenticator, Keys)>, Box<dyn st
     Ok(Some((auth, keys)))
 }
 
+/// The response cache from the environment: on for deterministic requests, in memory
+/// or in Redis.
+async fn cache() -> Result<CacheLayer<Arc<dyn CacheStore>>, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let policy: CachePolicy = match var("TOLLGATE_CACHE") {
+        Some(text) => text.parse().map_err(|e| format!("TOLLGATE_CACHE: {e}"))?,
+        None => CachePolicy::Deterministic,
+    };
+    let store: Arc<dyn CacheStore> = match var("TOLLGATE_REDIS_URL") {
+        Some(url) if policy != CachePolicy::Never => {
+            let store = tollgate::cache::RedisStore::connect(url).await?;
+            tracing::info!(
+                ?policy,
+                "response cache in Redis (fails open: a miss when Redis is down)"
+            );
+            Arc::new(store)
+        }
+        _ => {
+            tracing::info!(?policy, "response cache in memory");
+            Arc::new(MemoryStore::new())
+        }
+    };
+    Ok(CacheLayer::new().store(store).policy(policy))
+}
+
 type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
 
 fn router(
@@ -342,6 +372,7 @@ fn router(
     auth: Option<(KeyAuthenticator, Keys)>,
     ledger: SqliteLedger,
     accounts: Accounts,
+    cache: CacheLayer<Arc<dyn CacheStore>>,
 ) -> Router {
     // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
     // max_parallel), and on the client address.
@@ -349,6 +380,7 @@ fn router(
         .map_response(IntoResponse::into_response)
         .layer(rate_limits)
         .layer(MeteringLayer::new(ledger.clone()).accounts(accounts.clone()))
+        .layer(cache)
         .service_fn(move |req: http::Request<tollgate::Body>| {
             dispatch(providers.clone(), req.map(axum::body::Body::new))
         });

@@ -24,7 +24,8 @@
 //! | `sqlite` | the SQLite usage ledger (the embedded default); with `auth`, the SQLite key store |
 //! | `testing` | [`testing`]: the mock provider (in-process service and loopback server) |
 //! | `ratelimit` | [`ratelimit`]: requests, tokens and concurrency per scope, in memory |
-//! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet |
+//! | `cache` | [`cache`]: the response cache (exact, tenant-scoped, single-flight, stream replay), in memory |
+//! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet; with `cache`: the Redis cache store |
 //! | `auth` | [`auth`]: `AuthLayer`, hashed virtual keys, the in-memory key store and its cache |
 //! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
 //! | `postgres` | with `auth`: the PostgreSQL key store |
@@ -44,6 +45,9 @@ pub mod admin;
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 pub mod error;
 pub mod extension;
 #[cfg(feature = "metering")]

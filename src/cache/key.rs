@@ -1,0 +1,382 @@
+//! Cache keys: the [`MakeCacheKey`] policy and the default canonical hash.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::Request;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::request::LlmRequest;
+use crate::{Body, Dialect, Endpoint};
+
+/// The identity of a cached answer: a SHA-256 digest. See [`DefaultMakeCacheKey`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    /// A key from its 32 digest bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        CacheKey(bytes)
+    }
+
+    /// The digest bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest in lowercase hex (64 characters), as stores use it in their keys.
+    pub fn to_hex(&self) -> String {
+        let mut out = String::with_capacity(64);
+        for byte in self.0 {
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+        out
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", &self.to_hex()[..16])
+    }
+}
+
+/// The tenant a request belongs to, for the cache: entries are never shared between
+/// two scopes. Put it in the request extensions to choose the scope explicitly (the
+/// authentication layer will insert the caller's key id or team); without it,
+/// [`DefaultMakeCacheKey`] derives one from the credential headers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheScope(pub Arc<str>);
+
+impl CacheScope {
+    /// A scope with this name.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        CacheScope(name.into())
+    }
+}
+
+/// Says under which key a request's answer is cached, or that it is not cached at all.
+/// See the [module docs](crate::cache).
+///
+/// Implemented for closures `Fn(&Request<Body>, &LlmRequest) -> Option<CacheKey>` and by
+/// [`DefaultMakeCacheKey`]. Returning `None` sends the request upstream uncached
+/// (`x-tollgate-cache: bypass`): that is how a policy per key or per route is written.
+pub trait MakeCacheKey: Send + Sync + 'static {
+    /// The key of `req`, whose parsed body is `llm`; `None` to bypass the cache.
+    fn make_cache_key(&self, req: &Request<Body>, llm: &LlmRequest) -> Option<CacheKey>;
+}
+
+impl<F> MakeCacheKey for F
+where
+    F: Fn(&Request<Body>, &LlmRequest) -> Option<CacheKey> + Send + Sync + 'static,
+{
+    fn make_cache_key(&self, req: &Request<Body>, llm: &LlmRequest) -> Option<CacheKey> {
+        self(req, llm)
+    }
+}
+
+/// Scopes by the authenticated key (feature `auth`): the key's id, whichever header
+/// carried it. Returns false when the request has no `Principal`.
+fn principal_scope(hasher: &mut Sha256, req: &Request<Body>) -> bool {
+    #[cfg(feature = "auth")]
+    if let Some(principal) = req.extensions().get::<crate::auth::Principal>() {
+        hasher.update(b"key\0");
+        field(hasher, principal.key_id.as_bytes());
+        return true;
+    }
+    let _ = (hasher, req);
+    false
+}
+
+/// The default key: a SHA-256 of the tenant scope, the endpoint (so the dialect), the
+/// model, the answer's shape (stream or not, and OpenAI's `include_usage`) and a
+/// canonical form of every other body field.
+///
+/// - **Scope**: the [`CacheScope`] extension when present; else the authenticated key's
+///   id from the auth layer's `Principal` (feature `auth`; set a [`CacheScope`] of the
+///   team to share entries across a team's keys); otherwise a SHA-256 of the
+///   `authorization`, `x-api-key` or `x-goog-api-key` header (never the header itself),
+///   so two callers with different credentials never share an entry; `public` for a
+///   request with none of them.
+/// - **Canonical body**: the parsed JSON with object keys sorted and numbers compared by
+///   value (`0` and `0.0` are the same temperature), so whitespace and key order do not
+///   matter. Fields that cannot change the answer are left out: `stream`,
+///   `stream_options`, `user`, `metadata`, `store`. Everything else counts, including
+///   fields tollgate does not know: an unknown field that changes the answer must not
+///   share an entry with a request without it.
+#[derive(Debug, Clone, Default)]
+pub struct DefaultMakeCacheKey {
+    _priv: (),
+}
+
+impl DefaultMakeCacheKey {
+    /// The default key maker.
+    pub const fn new() -> Self {
+        DefaultMakeCacheKey { _priv: () }
+    }
+}
+
+impl MakeCacheKey for DefaultMakeCacheKey {
+    fn make_cache_key(&self, req: &Request<Body>, llm: &LlmRequest) -> Option<CacheKey> {
+        let mut hasher = Sha256::new();
+        hasher.update(b"tollgate-cache-v1\0");
+        match req.extensions().get::<CacheScope>() {
+            Some(scope) => {
+                hasher.update(b"scope\0");
+                field(&mut hasher, scope.0.as_bytes());
+            }
+            None if principal_scope(&mut hasher, req) => {}
+            None => credential_scope(&mut hasher, req),
+        }
+        field(&mut hasher, endpoint_name(llm.endpoint()).as_bytes());
+        field(&mut hasher, llm.model().as_bytes());
+        let usage = llm.include_usage() && llm.dialect() == Dialect::OpenAi;
+        hasher.update([u8::from(llm.is_stream()), u8::from(usage)]);
+        match llm.json() {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map
+                    .keys()
+                    .filter(|k| !IGNORED.contains(&k.as_str()))
+                    .collect();
+                keys.sort_unstable();
+                hasher.update(b"{");
+                for key in keys {
+                    field(&mut hasher, key.as_bytes());
+                    canonical(&mut hasher, &map[key.as_str()]);
+                }
+                hasher.update(b"}");
+            }
+            other => canonical(&mut hasher, other),
+        }
+        Some(CacheKey(hasher.finalize().into()))
+    }
+}
+
+/// Body fields that never change the answer (`model` is hashed on its own).
+const IGNORED: &[&str] = &[
+    "model",
+    "stream",
+    "stream_options",
+    "user",
+    "metadata",
+    "store",
+];
+
+fn endpoint_name(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "openai.chat",
+        Endpoint::Embeddings => "openai.embeddings",
+        Endpoint::Messages => "anthropic.messages",
+    }
+}
+
+/// Hashes the caller's credential (the first present header), or `public`.
+fn credential_scope(hasher: &mut Sha256, req: &Request<Body>) {
+    let headers = req.headers();
+    let credential = [AUTHORIZATION.as_str(), "x-api-key", "x-goog-api-key"]
+        .into_iter()
+        .find_map(|name| headers.get(name).map(|v| (name, v)));
+    match credential {
+        Some((name, value)) => {
+            let digest = Sha256::new()
+                .chain_update(name.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(value.as_bytes())
+                .finalize();
+            hasher.update(b"credential\0");
+            hasher.update(digest);
+        }
+        None => hasher.update(b"public\0"),
+    }
+}
+
+/// A length-prefixed byte string, so that no two field sequences hash alike.
+fn field(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+/// Hashes a JSON value with sorted object keys and numbers by value. Nesting depth is
+/// bounded by the JSON parser (serde_json refuses more than 128 levels).
+fn canonical(hasher: &mut Sha256, value: &Value) {
+    match value {
+        Value::Null => hasher.update(b"n"),
+        Value::Bool(b) => hasher.update(if *b { b"t" } else { b"f" }),
+        Value::Number(n) => {
+            hasher.update(b"#");
+            // Integers that a double holds exactly hash as that double, so `0` and
+            // `0.0` agree; larger integers keep their exact value.
+            match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) if i.unsigned_abs() < (1 << 53) => {
+                    hasher.update((i as f64).to_bits().to_le_bytes())
+                }
+                (Some(i), _, _) => {
+                    hasher.update(b"i");
+                    hasher.update(i.to_le_bytes());
+                }
+                (None, Some(u), _) => {
+                    hasher.update(b"u");
+                    hasher.update(u.to_le_bytes());
+                }
+                (None, None, Some(f)) => {
+                    // -0.0 and 0.0 are the same number.
+                    let f = if f == 0.0 { 0.0 } else { f };
+                    hasher.update(f.to_bits().to_le_bytes())
+                }
+                (None, None, None) => field(hasher, n.to_string().as_bytes()),
+            }
+        }
+        Value::String(s) => {
+            hasher.update(b"s");
+            field(hasher, s.as_bytes());
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            hasher.update((items.len() as u64).to_le_bytes());
+            for item in items {
+                canonical(hasher, item);
+            }
+            hasher.update(b"]");
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable();
+            hasher.update(b"{");
+            hasher.update((keys.len() as u64).to_le_bytes());
+            for key in keys {
+                field(hasher, key.as_bytes());
+                canonical(hasher, &map[key.as_str()]);
+            }
+            hasher.update(b"}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn key_of(body: &str, auth: Option<&str>) -> CacheKey {
+        let path = "/v1/chat/completions";
+        let llm = LlmRequest::parse(
+            Endpoint::from_path(path).unwrap(),
+            Bytes::copy_from_slice(body.as_bytes()),
+        )
+        .unwrap();
+        let mut req = Request::post(path);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let req = req.body(Body::empty()).unwrap();
+        DefaultMakeCacheKey::new()
+            .make_cache_key(&req, &llm)
+            .unwrap()
+    }
+
+    const BASE: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0,"tools":[{"type":"function","function":{"name":"f","parameters":{"a":1,"b":2}}}]}"#;
+
+    #[test]
+    fn whitespace_key_order_and_number_form_do_not_matter() {
+        let reordered = r#"{
+            "temperature": 0.0,
+            "tools": [{"function": {"parameters": {"b": 2, "a": 1}, "name": "f"}, "type": "function"}],
+            "messages": [ {"content": "hi", "role": "user"} ],
+            "model": "m",
+            "user": "someone", "stream_options": null
+        }"#;
+        assert_eq!(key_of(BASE, None), key_of(reordered, None));
+    }
+
+    #[test]
+    fn answer_changing_fields_change_the_key() {
+        let base = key_of(BASE, None);
+        for changed in [
+            BASE.replace("\"hi\"", "\"hello\""),
+            BASE.replace("\"temperature\":0", "\"temperature\":0.2"),
+            BASE.replace("\"model\":\"m\"", "\"model\":\"m2\""),
+            BASE.replace("\"a\":1", "\"a\":2"),
+            BASE.replace("}]}", "}],\"seed\":1}"),
+            BASE.replace("}]}", "}],\"logprobs\":true}"),
+            BASE.replace("}]}", "}],\"stream\":true}"),
+        ] {
+            assert_ne!(key_of(&changed, None), base, "{changed}");
+        }
+        // include_usage changes the stream's shape, so the key.
+        let stream = BASE.replace("}]}", "}],\"stream\":true}");
+        let usage = BASE.replace(
+            "}]}",
+            "}],\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+        );
+        assert_ne!(key_of(&stream, None), key_of(&usage, None));
+    }
+
+    #[test]
+    fn tenants_never_share_a_key() {
+        let public = key_of(BASE, None);
+        let a = key_of(BASE, Some("Bearer sk-a"));
+        let b = key_of(BASE, Some("Bearer sk-b"));
+        assert!(public != a && a != b && public != b);
+        assert_eq!(a, key_of(BASE, Some("Bearer sk-a")));
+
+        // An explicit scope wins over the credential.
+        let llm = LlmRequest::parse(
+            Endpoint::ChatCompletions,
+            Bytes::from_static(BASE.as_bytes()),
+        )
+        .unwrap();
+        let scoped = |scope: &str, auth: &str| {
+            let mut req = Request::post("/v1/chat/completions")
+                .header("authorization", auth)
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut().insert(CacheScope::new(scope));
+            DefaultMakeCacheKey::new()
+                .make_cache_key(&req, &llm)
+                .unwrap()
+        };
+        assert_eq!(scoped("team-1", "Bearer x"), scoped("team-1", "Bearer y"));
+        assert_ne!(scoped("team-1", "Bearer x"), scoped("team-2", "Bearer x"));
+    }
+
+    #[cfg(feature = "auth")]
+    #[test]
+    fn the_authenticated_key_is_the_tenant() {
+        let llm = LlmRequest::parse(
+            Endpoint::ChatCompletions,
+            Bytes::from_static(BASE.as_bytes()),
+        )
+        .unwrap();
+        let as_key = |key_id: &str, header: (&str, &str)| {
+            let mut req = Request::post("/v1/chat/completions")
+                .header(header.0, header.1)
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(crate::auth::Principal::new(key_id));
+            DefaultMakeCacheKey::new()
+                .make_cache_key(&req, &llm)
+                .unwrap()
+        };
+        // The same key through either header shares entries; another key never does.
+        assert_eq!(
+            as_key("k1", ("authorization", "Bearer tg-a")),
+            as_key("k1", ("x-api-key", "tg-a"))
+        );
+        assert_ne!(
+            as_key("k1", ("authorization", "Bearer tg-a")),
+            as_key("k2", ("authorization", "Bearer tg-a"))
+        );
+    }
+
+    #[test]
+    fn hex_form() {
+        let key = CacheKey::from_bytes([0xab; 32]);
+        assert_eq!(key.to_hex(), "ab".repeat(32));
+        assert_eq!(key.as_bytes(), &[0xab; 32]);
+    }
+}
