@@ -26,6 +26,7 @@
 //! | `ratelimit` | [`ratelimit`]: requests, tokens and concurrency per scope, in memory |
 //! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet |
 //! | `auth` | [`auth`]: `AuthLayer`, hashed virtual keys, the in-memory key store and its cache |
+//! | `jwt` | with `auth`: JWT bearer tokens (HS256, RS256, ES256; keys from code or a JWKS file) |
 //! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
 //! | `postgres` | with `auth`: the PostgreSQL key store |
 //! | `full` | all of the above |
