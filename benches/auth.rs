@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use tollgate::auth::{
-    JwtKey, JwtValidator, KeyAuthenticator, KeyRecord, KeySecret, Keys, MemoryKeyStore,
+    JwtKey, JwtValidator, KeyAuthenticator, KeyHash, KeyRecord, KeySecret, Keys, MemoryKeyStore,
 };
 
 const KEYS: usize = 1_000_000;
@@ -59,6 +59,15 @@ fn keys(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("auth");
     let mut i = 0;
+    group.bench_function("block_on of a ready future (in every row below)", |b| {
+        b.iter(|| black_box(rt.block_on(async { black_box(1) })))
+    });
+    group.bench_function("SHA-256 of a key (part of every lookup)", |b| {
+        b.iter(|| {
+            i = (i + 1) % HOT;
+            black_box(KeyHash::of(&hot[i]))
+        })
+    });
     group.bench_function("virtual key, cached (1M keys)", |b| {
         b.iter(|| {
             i = (i + 1) % HOT;
