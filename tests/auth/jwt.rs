@@ -506,3 +506,61 @@ async fn key_authenticator_accepts_virtual_keys_master_key_and_jwts() {
         );
     }
 }
+
+/// A log sink for `tracing` in this thread.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn logs_hold_no_token_and_no_secret() {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let good = hs(&claims("alice"));
+    let mut expired = claims("alice");
+    expired["exp"] = json!(now() - 3600);
+    let expired = hs(&expired);
+    let other = sign(
+        Algorithm::HS256,
+        None,
+        &claims("a"),
+        &EncodingKey::from_secret(b"another secret, also 32 bytes long...."),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        let v = hs_validator();
+        assert!(v.validate(&good).is_ok());
+        for bad in [&expired, &other, "not.a.jwt"] {
+            assert!(v.validate(bad).is_err());
+        }
+        // A JWKS with a skipped key logs a warning naming the kid only.
+        let jwks = r#"{"keys":[{"kty":"oct","kid":"sym","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ"},
+            {"kty":"RSA","kid":"r","alg":"RS512","n":"AQAB","e":"AQAB"}]}"#;
+        assert!(JwtValidator::builder().jwks_json(jwks.as_bytes()).is_err());
+    });
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("JWT refused"), "{logs}");
+    assert!(logs.contains("key skipped"), "{logs}");
+    for secret in [
+        &good[..],
+        &expired[..],
+        &other[..],
+        good.split('.').nth(2).unwrap(),
+        std::str::from_utf8(SECRET).unwrap(),
+        "c2VjcmV0LXNlY3JldC1zZWNyZXQ",
+    ] {
+        assert!(!logs.contains(secret), "a secret in the logs: {logs}");
+    }
+}
