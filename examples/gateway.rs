@@ -34,6 +34,10 @@
 //! - `TOLLGATE_CACHE`: which answers are cached: `deterministic` (the default:
 //!   `temperature: 0` or a `seed`), `always` or `never`. Clients opt out per request with
 //!   `Cache-Control: no-store`.
+//! - `TOLLGATE_JWT_HS256_SECRET` (at least 32 bytes) and/or `TOLLGATE_JWKS_FILE` (a
+//!   local JWKS file, read at start): with `TOLLGATE_MASTER_KEY`, also accept JWTs
+//!   (claims `sub`, `team`, `role`, `models`); `TOLLGATE_JWT_ISSUER` and
+//!   `TOLLGATE_JWT_AUDIENCE` require those claims.
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
@@ -56,7 +60,8 @@ use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
 use tollgate::admin::Admin;
 use tollgate::auth::{
-    AuthLayer, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore, SqliteKeyStore,
+    AuthLayer, JwtKey, JwtValidator, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore,
+    SqliteKeyStore,
 };
 use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
 use tollgate::error::{ErrorKind, GatewayError};
@@ -307,6 +312,15 @@ async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
 /// keys in SQLite (`TOLLGATE_DB`) or PostgreSQL (`TOLLGATE_DATABASE_URL`).
 async fn authentication() -> Result<Option<(KeyAuthenticator, Keys)>, Box<dyn std::error::Error>> {
     let Some(master) = std::env::var_os("TOLLGATE_MASTER_KEY") else {
+        if ["TOLLGATE_JWT_HS256_SECRET", "TOLLGATE_JWKS_FILE"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some())
+        {
+            // Asked for authentication: refuse to serve openly.
+            return Err(
+                "TOLLGATE_JWT_HS256_SECRET / TOLLGATE_JWKS_FILE need TOLLGATE_MASTER_KEY".into(),
+            );
+        }
         tracing::warn!("no TOLLGATE_MASTER_KEY: the gateway is open to anyone who can reach it");
         return Ok(None);
     };
@@ -334,7 +348,11 @@ async fn authentication() -> Result<Option<(KeyAuthenticator, Keys)>, Box<dyn st
             Keys::new(store)
         }
     };
-    let auth = KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(master));
+    let mut auth =
+        KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(master));
+    if let Some(jwt) = jwt_validator()? {
+        auth = auth.with_jwt(jwt);
+    }
     tracing::info!("admin API mounted at /admin/keys (TOLLGATE_MASTER_KEY or an admin-role key)");
     Ok(Some((auth, keys)))
 }
@@ -362,6 +380,34 @@ async fn cache() -> Result<CacheLayer<Arc<dyn CacheStore>>, Box<dyn std::error::
         }
     };
     Ok(CacheLayer::new().store(store).policy(policy))
+}
+
+/// JWTs from the environment: an HS256 secret and/or a JWKS file; none when neither is
+/// set.
+fn jwt_validator() -> Result<Option<JwtValidator>, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let secret = var("TOLLGATE_JWT_HS256_SECRET");
+    let jwks = var("TOLLGATE_JWKS_FILE");
+    if secret.is_none() && jwks.is_none() {
+        return Ok(None);
+    }
+    let mut builder = JwtValidator::builder();
+    if let Some(secret) = secret {
+        builder = builder.key(JwtKey::hs256(secret.as_bytes())?);
+    }
+    if let Some(path) = &jwks {
+        builder = builder.jwks_file(path)?;
+    }
+    if let Some(issuer) = var("TOLLGATE_JWT_ISSUER") {
+        builder = builder.issuer(issuer);
+    }
+    if let Some(audience) = var("TOLLGATE_JWT_AUDIENCE") {
+        builder = builder.audience(audience);
+    }
+    let validator = builder.build()?;
+    let algorithms: Vec<_> = validator.algorithms().map(|a| a.as_str()).collect();
+    tracing::info!(?algorithms, jwks = ?jwks, "JWTs accepted next to virtual keys");
+    Ok(Some(validator))
 }
 
 type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;

@@ -27,6 +27,7 @@
 //! | `cache` | [`cache`]: the response cache (exact, tenant-scoped, single-flight, stream replay), in memory |
 //! | `redis` | with `ratelimit`: the Redis rate-limit store shared by a fleet; with `cache`: the Redis cache store |
 //! | `auth` | [`auth`]: `AuthLayer`, hashed virtual keys, the in-memory key store and its cache |
+//! | `jwt` | with `auth`: JWT bearer tokens (HS256, RS256, ES256; keys from code or a JWKS file) |
 //! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
 //! | `postgres` | with `auth`: the PostgreSQL key store |
 //! | `full` | all of the above |

@@ -114,6 +114,11 @@ impl std::error::Error for Rejection {}
 /// unusable (another scheme, empty, not visible ASCII, over 512 bytes) is a 401; no
 /// header at all is [`Rejection::missing_key`].
 pub fn credential(headers: &HeaderMap) -> Result<&str, Rejection> {
+    credential_up_to(headers, MAX_KEY_LEN)
+}
+
+/// [`credential`] with another length limit (JWTs are longer than keys).
+pub(crate) fn credential_up_to(headers: &HeaderMap, max_len: usize) -> Result<&str, Rejection> {
     let malformed = || {
         Rejection::unauthenticated(
             "Malformed API key header: send `Authorization: Bearer <key>` with the key in \
@@ -135,26 +140,30 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, Rejection> {
     if token.is_empty() {
         return Err(Rejection::missing_key());
     }
-    if token.len() > MAX_KEY_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+    if token.len() > max_len || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(malformed());
     }
     Ok(token)
 }
 
 /// The default authenticator: virtual keys from [`Keys`], and optionally a master key
-/// that authenticates as `master` with the admin role.
+/// that authenticates as `master` with the admin role, and (feature `jwt`) JWTs.
 #[derive(Clone)]
 pub struct KeyAuthenticator {
     keys: Option<Keys>,
     master: Option<KeyHash>,
+    #[cfg(feature = "jwt")]
+    jwt: Option<super::JwtValidator>,
 }
 
 impl fmt::Debug for KeyAuthenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyAuthenticator")
-            .field("keys", &self.keys)
-            .field("master_key", &self.master.map(|_| "<redacted>"))
-            .finish()
+        let mut f = f.debug_struct("KeyAuthenticator");
+        f.field("keys", &self.keys)
+            .field("master_key", &self.master.map(|_| "<redacted>"));
+        #[cfg(feature = "jwt")]
+        f.field("jwt", &self.jwt);
+        f.finish()
     }
 }
 
@@ -164,6 +173,8 @@ impl KeyAuthenticator {
         KeyAuthenticator {
             keys: Some(keys),
             master: None,
+            #[cfg(feature = "jwt")]
+            jwt: None,
         }
     }
 
@@ -172,6 +183,8 @@ impl KeyAuthenticator {
         KeyAuthenticator {
             keys: None,
             master: Some(master.hash()),
+            #[cfg(feature = "jwt")]
+            jwt: None,
         }
     }
 
@@ -182,6 +195,15 @@ impl KeyAuthenticator {
         self
     }
 
+    /// Also accepts JWTs checked by `validator`: a credential that does not start with
+    /// `tg-` and has two dots is a JWT (so a master key must not have that shape).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn with_jwt(mut self, validator: super::JwtValidator) -> Self {
+        self.jwt = Some(validator);
+        self
+    }
+
     /// The keys, if any.
     pub fn keys(&self) -> Option<&Keys> {
         self.keys.as_ref()
@@ -189,10 +211,27 @@ impl KeyAuthenticator {
 
     /// Authenticates a set of headers (the admin API uses this too).
     pub fn authenticate_headers(&self, headers: &HeaderMap) -> AuthenticateFuture {
-        let token = match credential(headers) {
+        #[cfg(feature = "jwt")]
+        let max_len = if self.jwt.is_some() {
+            super::jwt::MAX_TOKEN_LEN
+        } else {
+            MAX_KEY_LEN
+        };
+        #[cfg(not(feature = "jwt"))]
+        let max_len = MAX_KEY_LEN;
+        let token = match credential_up_to(headers, max_len) {
             Ok(token) => token,
             Err(rejection) => return AuthenticateFuture::ready(Err(rejection)),
         };
+        #[cfg(feature = "jwt")]
+        if let Some(jwt) = &self.jwt {
+            if super::jwt::looks_like_jwt(token) {
+                return AuthenticateFuture::ready(jwt.validate(token));
+            }
+            if token.len() > MAX_KEY_LEN {
+                return AuthenticateFuture::ready(Err(Rejection::invalid_key()));
+            }
+        }
         // One hash serves both checks; `KeyHash` equality is constant-time.
         let hash = KeyHash::of(token);
         if let Some(master) = &self.master {
@@ -228,7 +267,7 @@ enum State {
 }
 
 impl AuthenticateFuture {
-    fn ready(result: Result<Principal, Rejection>) -> Self {
+    pub(crate) fn ready(result: Result<Principal, Rejection>) -> Self {
         AuthenticateFuture(State::Ready(Some(result)))
     }
 }

@@ -248,17 +248,20 @@ impl Keys {
     async fn lookup(&self, hash: KeyHash) -> Result<Option<Arc<CachedKey>>, Rejection> {
         let inner = &self.inner;
         let fresh = |at: Instant| at.elapsed() < inner.ttl;
-        if let Some(at) = inner.unknown.get(&hash).await {
-            if fresh(at) {
-                return Ok(None);
-            }
-            inner.unknown.invalidate(&hash).await;
-        }
+        // Known keys first: the hot path is one cache read. A hash is in at most one of
+        // the two caches (a negative load clears `known`; loads happen only when
+        // `unknown` has nothing fresh), so the order changes no answer.
         if let Some(cached) = inner.known.get(&hash).await {
             if fresh(cached.read_at) {
                 return Ok(cached.key);
             }
             inner.known.invalidate(&hash).await;
+        }
+        if let Some(at) = inner.unknown.get(&hash).await {
+            if fresh(at) {
+                return Ok(None);
+            }
+            inner.unknown.invalidate(&hash).await;
         }
         // One query per cold key, however many requests wait for it.
         let this = self.clone();

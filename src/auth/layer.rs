@@ -53,6 +53,15 @@ impl AuthLayer<KeyAuthenticator> {
     }
 }
 
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+impl AuthLayer<super::JwtValidator> {
+    /// Authenticates JWTs only, with `validator`.
+    pub fn jwt(validator: super::JwtValidator) -> Self {
+        AuthLayer::new(validator)
+    }
+}
+
 impl<S, A: Clone> Layer<S> for AuthLayer<A> {
     type Service = Auth<S, A>;
 

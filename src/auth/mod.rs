@@ -80,12 +80,22 @@
 //! read-only routes, `developer` none. The master key authenticates as the principal
 //! `master` with the admin role.
 //!
+//! # JWT
+//!
+//! With feature `jwt`, `JwtValidator` (module `tollgate::auth::jwt`) checks HS256,
+//! RS256 and ES256 tokens (keys from code or a local JWKS file) and maps their claims
+//! to a principal: on its own (`AuthLayer::jwt`) or next to virtual keys
+//! (`KeyAuthenticator::with_jwt`).
+//!
 //! # Custom authentication
 //!
 //! Any closure `FnMut(&Request<B>) -> impl Future<Output = Result<Principal, Rejection>>`
 //! is an [`Authenticate`] policy; [`credential`] extracts the presented key.
 
 mod authenticate;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
 mod keys;
 mod layer;
 mod pattern;
@@ -95,6 +105,9 @@ pub(crate) mod secret;
 mod store;
 
 pub use authenticate::{credential, Authenticate, AuthenticateFuture, KeyAuthenticator, Rejection};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jwt::{JwtAlgorithm, JwtConfigError, JwtKey, JwtValidator, JwtValidatorBuilder};
 pub use keys::{
     CreatedKey, KeySpec, Keys, KeysBuilder, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL,
     DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS,

@@ -3,6 +3,8 @@
 
 mod admin;
 mod admin_metering;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod keys;
 mod layer;
 mod readiness;
