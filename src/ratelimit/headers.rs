@@ -42,6 +42,8 @@ pub(crate) fn write(headers: &mut HeaderMap, dialect: Dialect, snapshot: &Snapsh
         Dialect::Anthropic => &ANTHROPIC,
         _ => &OPENAI,
     };
+    let n = 3 * (usize::from(snapshot.requests.is_some()) + usize::from(snapshot.tokens.is_some()));
+    headers.reserve(n); // one growth at most
     for (names, gauge) in names.iter().zip([snapshot.requests, snapshot.tokens]) {
         let Some(g) = gauge else { continue };
         let reset = match dialect {

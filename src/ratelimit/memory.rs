@@ -64,9 +64,7 @@ struct Slot {
 
 impl Shard {
     fn get(&self, hash: u64, scope: &Scope) -> Option<&Entry> {
-        self.map
-            .find(hash, |s| s.scope == *scope)
-            .map(|s| &s.entry)
+        self.map.find(hash, |s| s.scope == *scope).map(|s| &s.entry)
     }
 
     fn get_mut(&mut self, hash: u64, scope: &Scope) -> Option<&mut Entry> {
@@ -266,8 +264,7 @@ impl Inner {
             denial.snapshot = snapshot;
             return Decision::Deny(denial);
         }
-        for (((scope, _), entry), &(hash, shard)) in plan.scopes.iter().zip(updates).zip(&located)
-        {
+        for (((scope, _), entry), &(hash, shard)) in plan.scopes.iter().zip(updates).zip(&located) {
             let (_, g) = guards
                 .iter_mut()
                 .find(|(j, _)| *j == shard)
