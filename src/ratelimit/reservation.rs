@@ -5,6 +5,8 @@ use smallvec::SmallVec;
 use super::store::Grant;
 use super::Scope;
 
+// Built in `future.rs` when a grant is admitted.
+
 /// What [`RateLimit`](super::RateLimit) reserved for an admitted request, written into
 /// the request's extensions before the inner service is called, so later layers
 /// (metering, routing, logging) can read it.
@@ -12,13 +14,15 @@ use super::Scope;
 /// A request that no scope limits, or that is refused, carries none.
 ///
 /// ```
-/// use tollgate::ratelimit::{Reservation, Scope};
-/// # fn read(req: &http::Request<tollgate::Body>) {
-/// if let Some(r) = req.extensions().get::<Reservation>() {
-///     assert!(r.scopes().contains(&Scope::Global) || !r.scopes().is_empty());
-///     let _output_reserve = r.tokens() - r.input_tokens();
+/// use http::Request;
+/// use tollgate::ratelimit::Reservation;
+///
+/// /// The output tokens a later layer may still count on.
+/// fn output_reserve<B>(req: &Request<B>) -> Option<u64> {
+///     let r = req.extensions().get::<Reservation>()?;
+///     Some(r.tokens() - r.input_tokens())
 /// }
-/// # }
+/// # assert_eq!(output_reserve(&Request::new(())), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
