@@ -337,8 +337,9 @@ impl Inner {
     }
 
     fn settle(&self, grant: &Grant, used_tokens: u64) {
-        let now = self.now();
         let delta = grant.delta(used_tokens);
+        // Only a charge reads the clock (a refund moves the TAT back from where it is).
+        let now = if delta > 0 { self.now() } else { 0 };
         let (located, mut guards) = self.lock_all(&grant.plan.scopes);
         for ((scope, limits), &(hash, shard)) in grant.plan.scopes.iter().zip(&located) {
             let (_, g) = guards
