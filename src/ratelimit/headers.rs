@@ -1,5 +1,6 @@
 //! Rate-limit headers in the client's dialect, and the 429.
 
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -44,16 +45,44 @@ pub(crate) fn write(headers: &mut HeaderMap, dialect: Dialect, snapshot: &Snapsh
     };
     let n = 3 * (usize::from(snapshot.requests.is_some()) + usize::from(snapshot.tokens.is_some()));
     headers.reserve(n); // one growth at most
-    for (names, gauge) in names.iter().zip([snapshot.requests, snapshot.tokens]) {
+    for (slot, (names, gauge)) in names
+        .iter()
+        .zip([snapshot.requests, snapshot.tokens])
+        .enumerate()
+    {
         let Some(g) = gauge else { continue };
         let reset = match dialect {
             Dialect::Anthropic => rfc3339(SystemTime::now() + g.reset),
             _ => go_duration(g.reset),
         };
-        headers.insert(names[0].clone(), HeaderValue::from(g.limit));
+        headers.insert(names[0].clone(), limit_value(slot, g.limit));
         headers.insert(names[1].clone(), HeaderValue::from(g.remaining));
         headers.insert(names[2].clone(), reset);
     }
+}
+
+thread_local! {
+    /// The last limit written per dimension and thread: a scope's limit is the same on
+    /// every response, so its value is shared instead of formatted and allocated again.
+    static LIMITS: RefCell<[(u64, Option<HeaderValue>); 2]> =
+        const { RefCell::new([(0, None), (0, None)]) };
+}
+
+/// The header value of `limit` for dimension `slot` (0: requests, 1: tokens).
+fn limit_value(slot: usize, limit: u64) -> HeaderValue {
+    LIMITS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (cached, value) = &mut cache[slot];
+        match value {
+            Some(v) if *cached == limit => v.clone(),
+            _ => {
+                let v = HeaderValue::from(limit);
+                *cached = limit;
+                *value = Some(v.clone());
+                v
+            }
+        }
+    })
 }
 
 /// The 429 for a refused request, in the client's dialect, with `retry-after` and the
