@@ -11,7 +11,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::{Body, Dialect};
 
 /// Header names per dialect and dimension: limit, remaining, reset.
-const OPENAI: [[HeaderName; 3]; 2] = [
+static OPENAI: [[HeaderName; 3]; 2] = [
     [
         HeaderName::from_static("x-ratelimit-limit-requests"),
         HeaderName::from_static("x-ratelimit-remaining-requests"),
@@ -23,7 +23,7 @@ const OPENAI: [[HeaderName; 3]; 2] = [
         HeaderName::from_static("x-ratelimit-reset-tokens"),
     ],
 ];
-const ANTHROPIC: [[HeaderName; 3]; 2] = [
+static ANTHROPIC: [[HeaderName; 3]; 2] = [
     [
         HeaderName::from_static("anthropic-ratelimit-requests-limit"),
         HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
