@@ -187,20 +187,24 @@ impl Inner {
     /// Hashes each scope once and locks their shards in ascending order (no deadlock
     /// between requests that share shards).
     fn lock_all(&self, scopes: &[(Scope, super::Limits)]) -> (Located, Guards<'_>) {
-        let located: Located = scopes
+        let mut located = Located::new();
+        for (scope, _) in scopes {
+            let hash = self.hasher.hash_one(scope);
+            located.push((hash, shard_of(hash)));
+        }
+        // The smallest shard above the last one locked, until none is left: a request
+        // has a handful of scopes, so this beats sorting a copy.
+        let mut guards = Guards::new();
+        let mut last = None;
+        while let Some(i) = located
             .iter()
-            .map(|(s, _)| {
-                let hash = self.hasher.hash_one(s);
-                (hash, shard_of(hash))
-            })
-            .collect();
-        let mut order: SmallVec<[usize; INLINE]> = located.iter().map(|&(_, i)| i).collect();
-        order.sort_unstable();
-        order.dedup();
-        let guards = order
-            .into_iter()
-            .map(|i| (i, lock(&self.shards[i])))
-            .collect();
+            .map(|&(_, i)| i)
+            .filter(|&i| last.is_none_or(|l| i > l))
+            .min()
+        {
+            guards.push((i, lock(&self.shards[i])));
+            last = Some(i);
+        }
         (located, guards)
     }
 
