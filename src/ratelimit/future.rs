@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::headers;
 use super::store::{Decision, Grant, Snapshot};
-use super::RateLimitStore;
+use super::{RateLimitStore, Reservation};
 use crate::outcome::{observe, ObserveOptions, Outcome, Report};
 use crate::{Body, BoxError, Dialect, Endpoint};
 
@@ -98,12 +98,12 @@ impl<S, F> ResponseFuture<S, F> {
         decision: Decision,
         setting: Setting,
         inner: &mut ReqS,
-        req: Request<Body>,
+        mut req: Request<Body>,
     ) -> Self
     where
         ReqS: Service<Request<Body>, Future = F>,
     {
-        match admit(decision, setting) {
+        match admit(decision, setting, &mut req) {
             Ok(admitted) => ResponseFuture {
                 state: State::Calling {
                     fut: inner.call(req),
@@ -115,18 +115,26 @@ impl<S, F> ResponseFuture<S, F> {
     }
 }
 
-/// Turns a decision into an admission or the answer to send.
+/// Turns a decision into an admission (writing the [`Reservation`] into the request)
+/// or the answer to send.
 #[allow(clippy::result_large_err)] // the refusal is the response itself, sent at once
-fn admit(decision: Decision, setting: Setting) -> Result<Admitted, Response<Body>> {
+fn admit(
+    decision: Decision,
+    setting: Setting,
+    req: &mut Request<Body>,
+) -> Result<Admitted, Response<Body>> {
     match decision {
-        Decision::Admit(grant) => Ok(Admitted {
-            snapshot: grant.snapshot,
-            guard: Guard {
-                store: setting.store.clone(),
-                grant: Some(grant),
-            },
-            setting,
-        }),
+        Decision::Admit(grant) => {
+            req.extensions_mut().insert(Reservation::of(&grant));
+            Ok(Admitted {
+                snapshot: grant.snapshot,
+                guard: Guard {
+                    store: setting.store.clone(),
+                    grant: Some(grant),
+                },
+                setting,
+            })
+        }
         Decision::Deny(denial) => Err(headers::too_many_requests(&denial, setting.dialect)),
         Decision::Unavailable => Err(headers::unavailable(setting.dialect)),
     }
@@ -159,13 +167,15 @@ where
                             fut: inner.call(req),
                             admitted: None,
                         },
-                        Prepared::Decided(req, decision) => match admit(decision, setting) {
-                            Ok(admitted) => State::Calling {
-                                fut: inner.call(req),
-                                admitted: Some(admitted),
-                            },
-                            Err(res) => State::Answered { res: Some(res) },
-                        },
+                        Prepared::Decided(mut req, decision) => {
+                            match admit(decision, setting, &mut req) {
+                                Ok(admitted) => State::Calling {
+                                    fut: inner.call(req),
+                                    admitted: Some(admitted),
+                                },
+                                Err(res) => State::Answered { res: Some(res) },
+                            }
+                        }
                     };
                     state.set(next);
                 }

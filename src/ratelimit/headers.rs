@@ -1,5 +1,6 @@
 //! Rate-limit headers in the client's dialect, and the 429.
 
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -10,7 +11,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::{Body, Dialect};
 
 /// Header names per dialect and dimension: limit, remaining, reset.
-const OPENAI: [[HeaderName; 3]; 2] = [
+static OPENAI: [[HeaderName; 3]; 2] = [
     [
         HeaderName::from_static("x-ratelimit-limit-requests"),
         HeaderName::from_static("x-ratelimit-remaining-requests"),
@@ -22,7 +23,7 @@ const OPENAI: [[HeaderName; 3]; 2] = [
         HeaderName::from_static("x-ratelimit-reset-tokens"),
     ],
 ];
-const ANTHROPIC: [[HeaderName; 3]; 2] = [
+static ANTHROPIC: [[HeaderName; 3]; 2] = [
     [
         HeaderName::from_static("anthropic-ratelimit-requests-limit"),
         HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
@@ -42,16 +43,46 @@ pub(crate) fn write(headers: &mut HeaderMap, dialect: Dialect, snapshot: &Snapsh
         Dialect::Anthropic => &ANTHROPIC,
         _ => &OPENAI,
     };
-    for (names, gauge) in names.iter().zip([snapshot.requests, snapshot.tokens]) {
+    let n = 3 * (usize::from(snapshot.requests.is_some()) + usize::from(snapshot.tokens.is_some()));
+    headers.reserve(n); // one growth at most
+    for (slot, (names, gauge)) in names
+        .iter()
+        .zip([snapshot.requests, snapshot.tokens])
+        .enumerate()
+    {
         let Some(g) = gauge else { continue };
         let reset = match dialect {
             Dialect::Anthropic => rfc3339(SystemTime::now() + g.reset),
             _ => go_duration(g.reset),
         };
-        headers.insert(names[0].clone(), HeaderValue::from(g.limit));
+        headers.insert(names[0].clone(), limit_value(slot, g.limit));
         headers.insert(names[1].clone(), HeaderValue::from(g.remaining));
         headers.insert(names[2].clone(), reset);
     }
+}
+
+thread_local! {
+    /// The last limit written per dimension and thread: a scope's limit is the same on
+    /// every response, so its value is shared instead of formatted and allocated again.
+    static LIMITS: RefCell<[(u64, Option<HeaderValue>); 2]> =
+        const { RefCell::new([(0, None), (0, None)]) };
+}
+
+/// The header value of `limit` for dimension `slot` (0: requests, 1: tokens).
+fn limit_value(slot: usize, limit: u64) -> HeaderValue {
+    LIMITS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (cached, value) = &mut cache[slot];
+        match value {
+            Some(v) if *cached == limit => v.clone(),
+            _ => {
+                let v = HeaderValue::from(limit);
+                *cached = limit;
+                *value = Some(v.clone());
+                v
+            }
+        }
+    })
 }
 
 /// The 429 for a refused request, in the client's dialect, with `retry-after` and the
@@ -106,26 +137,95 @@ fn human(period: Duration) -> String {
 }
 
 /// OpenAI's reset format, Go's duration: `20ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`.
+/// Written by hand into a stack buffer: it is on every limited response.
 pub(crate) fn go_duration(d: Duration) -> HeaderValue {
     let ms = d.as_millis();
-    let text = if ms < 1000 {
-        format!("{ms}ms")
+    let mut buf = Digits::default();
+    if ms < 1000 {
+        buf.number(ms);
+        buf.push(b"ms");
     } else {
         let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
         let (m, rest) = (rest / 60_000, rest % 60_000);
-        let secs = if rest % 1000 == 0 {
-            format!("{}s", rest / 1000)
-        } else {
-            let s = format!("{}.{:03}", rest / 1000, rest % 1000);
-            format!("{}s", s.trim_end_matches('0'))
-        };
-        match (h, m) {
-            (0, 0) => secs,
-            (0, m) => format!("{m}m{secs}"),
-            (h, m) => format!("{h}h{m}m{secs}"),
+        if h > 0 {
+            buf.number(h);
+            buf.push(b"h");
         }
-    };
-    HeaderValue::try_from(text).expect("ASCII digits and units")
+        if h > 0 || m > 0 {
+            buf.number(m);
+            buf.push(b"m");
+        }
+        buf.number(rest / 1000);
+        let frac = rest % 1000;
+        if frac > 0 {
+            // Three decimals without their trailing zeros: 500 -> ".5", 50 -> ".05".
+            let (mut frac, mut width) = (frac, 3);
+            while frac % 10 == 0 {
+                frac /= 10;
+                width -= 1;
+            }
+            buf.push(b".");
+            for _ in 0..width - digits(frac) {
+                buf.push(b"0");
+            }
+            buf.number(frac);
+        }
+        buf.push(b"s");
+    }
+    HeaderValue::from_bytes(buf.as_bytes()).expect("ASCII digits and units")
+}
+
+/// The number of decimal digits of `n`.
+fn digits(n: u128) -> usize {
+    let mut n = n;
+    let mut count = 1;
+    while n >= 10 {
+        n /= 10;
+        count += 1;
+    }
+    count
+}
+
+/// A small stack buffer for header values (a `u128` has at most 39 digits; a duration
+/// in Go's format at most 39 + 1 + 2 + 1 + 2 + 1 + 4 + 1 bytes).
+struct Digits {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for Digits {
+    fn default() -> Self {
+        Digits {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl Digits {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn number(&mut self, n: u128) {
+        let mut tmp = [0u8; 39];
+        let mut i = tmp.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&tmp[i..]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// Anthropic's reset format: an RFC 3339 UTC timestamp, to the second.
@@ -181,6 +281,11 @@ mod tests {
             (Duration::from_secs(360), "6m0s"),
             (Duration::from_secs(3723), "1h2m3s"),
             (Duration::ZERO, "0ms"),
+            (Duration::from_millis(1050), "1.05s"),
+            (Duration::from_millis(60_001), "1m0.001s"),
+            (Duration::from_millis(3_600_000), "1h0m0s"),
+            (Duration::from_millis(999), "999ms"),
+            (Duration::from_secs(86_400 * 400), "9600h0m0s"),
         ];
         for (d, text) in cases {
             assert_eq!(go_duration(d), text);

@@ -1,6 +1,6 @@
 //! [`RateLimitLayer`]: configuration only.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use tower_layer::Layer;
@@ -27,6 +27,7 @@ pub struct RateLimitLayer<K = DefaultMakeRateLimitKey> {
 pub(crate) struct Config {
     pub(crate) store: RateLimitStore,
     pub(crate) global: Option<Limits>,
+    /// foldhash (random seed): looked up on every request.
     pub(crate) models: HashMap<Arc<str>, Limits>,
     pub(crate) each_model: Option<Limits>,
     pub(crate) output_reserve: u64,

@@ -1,12 +1,13 @@
 //! [`MemoryStore`]: the one-process ledger, bounded and self-evicting.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hashbrown::{DefaultHashBuilder, HashTable};
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use super::gcra;
@@ -15,6 +16,8 @@ use super::{RateLimitStore, Scope};
 
 const SHARDS: usize = 64;
 const DEFAULT_CAPACITY: usize = 100_000;
+/// Scopes per request handled without a heap allocation (key, team, IP, model, global).
+const INLINE: usize = 6;
 
 /// The in-memory rate-limit ledger (the default store). Cheap to clone: clones share
 /// the counters.
@@ -38,7 +41,9 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    /// Randomly seeded (foldhash): each scope is hashed once per reserve and settle,
+    /// and that hash picks both the shard and the slot in it.
+    hasher: DefaultHashBuilder,
     base: Instant,
     shard_capacity: usize,
     evictions: AtomicU64,
@@ -46,8 +51,27 @@ struct Inner {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Scope, Entry>,
+    map: HashTable<Slot>,
     swept_len: usize,
+}
+
+/// A scope's entry with its hash, so growing the table never hashes again.
+struct Slot {
+    hash: u64,
+    scope: Scope,
+    entry: Entry,
+}
+
+impl Shard {
+    fn get(&self, hash: u64, scope: &Scope) -> Option<&Entry> {
+        self.map.find(hash, |s| s.scope == *scope).map(|s| &s.entry)
+    }
+
+    fn get_mut(&mut self, hash: u64, scope: &Scope) -> Option<&mut Entry> {
+        self.map
+            .find_mut(hash, |s| s.scope == *scope)
+            .map(|s| &mut s.entry)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,7 +110,7 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
                 shards,
-                hasher: RandomState::new(),
+                hasher: DefaultHashBuilder::default(),
                 base: Instant::now(),
                 shard_capacity: capacity.div_ceil(SHARDS).max(4),
                 evictions: AtomicU64::new(0),
@@ -112,8 +136,9 @@ impl MemoryStore {
 
     /// Requests in flight for `scope` (for tests and diagnostics).
     pub fn in_flight(&self, scope: &Scope) -> u32 {
-        let shard = &self.inner.shards[self.inner.shard_of(scope)];
-        lock(shard).map.get(scope).map_or(0, |e| e.in_flight)
+        let hash = self.inner.hasher.hash_one(scope);
+        let shard = &self.inner.shards[shard_of(hash)];
+        lock(shard).get(hash, scope).map_or(0, |e| e.in_flight)
     }
 }
 
@@ -142,47 +167,61 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Inner {
-    fn shard_of(&self, scope: &Scope) -> usize {
-        (self.hasher.hash_one(scope) as usize) % SHARDS
-    }
+/// The shard of a hash: bits 32..38, apart from the low bits (the slot in the table)
+/// and the top seven (the table's tag).
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
+}
 
+/// The locked shards of one request, in ascending order.
+type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, Shard>); INLINE]>;
+
+/// Each scope's hash and shard.
+type Located = SmallVec<[(u64, usize); INLINE]>;
+
+impl Inner {
     fn now(&self) -> u64 {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Locks the shards of `scopes` in ascending order (no deadlock between requests
-    /// that share shards), and returns each scope's shard index in `which`.
-    fn lock_all<'a>(
-        &'a self,
-        scopes: &[(Scope, super::Limits)],
-        which: &mut Vec<usize>,
-    ) -> Vec<(usize, MutexGuard<'a, Shard>)> {
-        which.extend(scopes.iter().map(|(s, _)| self.shard_of(s)));
-        let mut order = which.clone();
-        order.sort_unstable();
-        order.dedup();
-        order
-            .into_iter()
-            .map(|i| (i, lock(&self.shards[i])))
-            .collect()
+    /// Hashes each scope once and locks their shards in ascending order (no deadlock
+    /// between requests that share shards).
+    fn lock_all(&self, scopes: &[(Scope, super::Limits)]) -> (Located, Guards<'_>) {
+        let mut located = Located::new();
+        for (scope, _) in scopes {
+            let hash = self.hasher.hash_one(scope);
+            located.push((hash, shard_of(hash)));
+        }
+        // The smallest shard above the last one locked, until none is left: a request
+        // has a handful of scopes, so this beats sorting a copy.
+        let mut guards = Guards::new();
+        let mut last = None;
+        while let Some(i) = located
+            .iter()
+            .map(|&(_, i)| i)
+            .filter(|&i| last.is_none_or(|l| i > l))
+            .min()
+        {
+            guards.push((i, lock(&self.shards[i])));
+            last = Some(i);
+        }
+        (located, guards)
     }
 
     fn reserve(&self, plan: Plan) -> Decision {
         let now = self.now();
-        let mut which = Vec::with_capacity(plan.scopes.len());
-        let mut guards = self.lock_all(&plan.scopes, &mut which);
+        let (located, mut guards) = self.lock_all(&plan.scopes);
 
         let mut snapshot = Snapshot::default();
         let mut denial: Option<Denial> = None;
-        let mut updates: Vec<Entry> = Vec::with_capacity(plan.scopes.len());
-        for (i, (scope, limits)) in plan.scopes.iter().enumerate() {
+        let mut updates: SmallVec<[Entry; INLINE]> = SmallVec::new();
+        for ((scope, limits), &(hash, shard)) in plan.scopes.iter().zip(&located) {
             let g = guards
                 .iter()
-                .find(|(j, _)| *j == which[i])
+                .find(|(j, _)| *j == shard)
                 .map(|(_, g)| g)
                 .expect("every scope's shard is locked");
-            let mut entry = g.map.get(scope).copied().unwrap_or_default();
+            let mut entry = g.get(hash, scope).copied().unwrap_or_default();
             let mut refuse = |dimension, retry_after: u64| {
                 let retry_after = Duration::from_nanos(retry_after);
                 if denial.as_ref().is_none_or(|d| d.retry_after < retry_after) {
@@ -229,12 +268,12 @@ impl Inner {
             denial.snapshot = snapshot;
             return Decision::Deny(denial);
         }
-        for (i, ((scope, _), entry)) in plan.scopes.iter().zip(updates).enumerate() {
+        for (((scope, _), entry), &(hash, shard)) in plan.scopes.iter().zip(updates).zip(&located) {
             let (_, g) = guards
                 .iter_mut()
-                .find(|(j, _)| *j == which[i])
+                .find(|(j, _)| *j == shard)
                 .expect("every scope's shard is locked");
-            self.store(g, scope, entry, now);
+            self.store(g, hash, scope, entry, now);
         }
         drop(guards);
         Decision::Admit(Grant {
@@ -246,53 +285,72 @@ impl Inner {
     }
 
     /// Writes an entry, keeping the shard bounded.
-    fn store(&self, shard: &mut Shard, scope: &Scope, entry: Entry, now: u64) {
-        if let Some(slot) = shard.map.get_mut(scope) {
+    fn store(&self, shard: &mut Shard, hash: u64, scope: &Scope, entry: Entry, now: u64) {
+        if let Some(slot) = shard.get_mut(hash, scope) {
             *slot = entry;
             return;
         }
         let len = shard.map.len();
         if len >= self.shard_capacity || len >= 2 * shard.swept_len + 64 {
-            shard.map.retain(|_, e| !e.is_idle(now));
+            shard.map.retain(|s| !s.entry.is_idle(now));
             if shard.map.len() >= self.shard_capacity {
                 self.evict(shard);
             }
             shard.swept_len = shard.map.len();
         }
-        shard.map.insert(scope.clone(), entry);
+        let slot = Slot {
+            hash,
+            scope: scope.clone(),
+            entry,
+        };
+        shard.map.insert_unique(hash, slot, |s| s.hash);
     }
 
     /// Drops the quarter of the shard closest to full, sparing requests in flight.
     fn evict(&self, shard: &mut Shard) {
-        let mut candidates: Vec<(u64, Scope)> = shard
+        let mut candidates: Vec<u64> = shard
             .map
             .iter()
-            .filter(|(_, e)| e.in_flight == 0)
-            .map(|(s, e)| (e.full_at(), s.clone()))
+            .filter(|s| s.entry.in_flight == 0)
+            .map(|s| s.entry.full_at())
             .collect();
         let n = (self.shard_capacity / 4).max(1).min(candidates.len());
         if n == 0 {
             return; // everything is in flight: bounded by the requests themselves
         }
-        candidates.select_nth_unstable_by_key(n - 1, |(at, _)| *at);
-        for (_, scope) in &candidates[..n] {
-            shard.map.remove(scope);
-        }
+        // Drops the `n` earliest to be full again (ties at the cut: as many as needed).
+        let (_, &mut cut, _) = candidates.select_nth_unstable(n - 1);
+        let below = candidates.iter().filter(|&&at| at < cut).count();
+        let mut at_cut = n - below;
+        shard.map.retain(|s| {
+            if s.entry.in_flight > 0 {
+                return true;
+            }
+            let at = s.entry.full_at();
+            if at < cut {
+                false
+            } else if at == cut && at_cut > 0 {
+                at_cut -= 1;
+                false
+            } else {
+                true
+            }
+        });
         self.evictions.fetch_add(n as u64, Ordering::Relaxed);
         tracing::debug!(evicted = n, "rate-limit store at capacity: evicted scopes");
     }
 
     fn settle(&self, grant: &Grant, used_tokens: u64) {
-        let now = self.now();
         let delta = grant.delta(used_tokens);
-        let mut which = Vec::with_capacity(grant.plan.scopes.len());
-        let mut guards = self.lock_all(&grant.plan.scopes, &mut which);
-        for (i, (scope, limits)) in grant.plan.scopes.iter().enumerate() {
+        // Only a charge reads the clock (a refund moves the TAT back from where it is).
+        let now = if delta > 0 { self.now() } else { 0 };
+        let (located, mut guards) = self.lock_all(&grant.plan.scopes);
+        for ((scope, limits), &(hash, shard)) in grant.plan.scopes.iter().zip(&located) {
             let (_, g) = guards
                 .iter_mut()
-                .find(|(j, _)| *j == which[i])
+                .find(|(j, _)| *j == shard)
                 .expect("every scope's shard is locked");
-            let Some(entry) = g.map.get_mut(scope) else {
+            let Some(entry) = g.get_mut(hash, scope) else {
                 continue; // forgotten under pressure: nothing left to adjust
             };
             if delta != 0 {

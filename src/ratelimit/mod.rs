@@ -76,6 +76,9 @@
 //! - **Concurrency** (`max_parallel`): a slot is held from admission until the
 //!   response's outcome resolves (the body ended, failed, or the client went away).
 //!
+//! An admitted request carries a [`Reservation`] in its extensions (the scopes, the
+//! tokens reserved, whether a concurrency slot was taken) for the layers after this one.
+//!
 //! If the response future is dropped, or the inner service fails, before there is a
 //! response, the reservation is settled at once, charging the input estimate.
 //!
@@ -114,6 +117,7 @@ mod limits;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod reservation;
 mod scope;
 mod service;
 mod store;
@@ -125,6 +129,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{FailMode, RedisStore, RedisStoreBuilder, RedisStoreError, DEFAULT_REDIS_TIMEOUT};
+pub use reservation::Reservation;
 pub use scope::{DefaultMakeRateLimitKey, MakeRateLimitKey, RateLimitKey, Scope};
 pub use service::RateLimit;
 pub use store::RateLimitStore;

@@ -6,6 +6,7 @@ mod memory;
 mod readiness;
 #[cfg(feature = "redis")]
 mod redis;
+mod reservation;
 
 use std::net::SocketAddr;
 
