@@ -15,7 +15,8 @@ fn app() -> (axum::Router, Keys) {
     (Admin::new(auth, keys.clone()).into_router(), keys)
 }
 
-async fn send(
+/// Sends one request to the admin router; the status and the JSON body (or null).
+pub(crate) async fn send(
     app: &axum::Router,
     method: &str,
     uri: &str,

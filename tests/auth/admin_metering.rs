@@ -1,40 +1,14 @@
 //! `/admin/usage` and `/admin/balances` over the admin Router, on a real SQLite ledger.
 #![cfg(all(feature = "admin", feature = "metering", feature = "sqlite"))]
 
-use http::{Request, StatusCode};
+use super::admin::send;
+use http::StatusCode;
 use serde_json::{json, Value};
 use tollgate::admin::Admin;
 use tollgate::auth::{KeyAuthenticator, KeySecret, Keys, MemoryKeyStore};
 use tollgate::metering::{Account, Accounts, Ledger, Money, SqliteLedger, UsageRecord};
-use tower::ServiceExt;
 
 const MASTER: &str = "sk-admin-master-test-0002";
-
-async fn send(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    key: Option<&str>,
-    body: &str,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(key) = key {
-        req = req.header("authorization", format!("Bearer {key}"));
-    }
-    let res = app
-        .clone()
-        .oneshot(req.body(axum::body::Body::from(body.to_owned())).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 fn record(id: usize, key: &str, model: &str, day: i64, cost_nanos: i64) -> UsageRecord {
     serde_json::from_value(json!({
