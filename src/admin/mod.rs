@@ -13,7 +13,8 @@
 //! | `DELETE /admin/keys/{id}` | revokes the key for good (the record stays, for usage history) |
 //! | `POST /admin/keys/{id}/rotate` | a new secret for the same id and settings: `{"id", "key", ...}` once |
 //! | `POST /admin/keys/{id}/disable`, `/enable` | turns a key off and on again |
-//! | `GET /admin/usage` | usage and spend (`?key_id=&team=&model=&from=&to=&group_by=day\|model\|key\|team`; times in Unix seconds or RFC 3339) with [`Admin::with_usage`] |
+//! | `GET /admin/usage` | usage and spend: requests, tokens, cost, errors, cache hits (`?key_id=&team=&model=&from=&to=&group_by=hour\|day\|model\|key\|team`; times in Unix seconds or RFC 3339) with [`Admin::with_usage`] |
+//! | `GET /admin/requests` | individual usage records, newest first (`?key_id=&team=&model=&from=&to=&limit=50&before=`; `next` in the answer is the `before` of the next page); no message content is stored |
 //! | `POST /admin/balances/{key_id or team}` | `{"amount": "12.50"}` credits a prepaid balance (negative debits; 0 opens an empty one), with [`Admin::with_balances`] |
 //! | `GET /admin/balances/{key_id or team}` | the balance, or 404 for a postpaid account |
 //!

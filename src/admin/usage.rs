@@ -13,15 +13,19 @@ use serde_json::{json, Value};
 
 use super::{respond, Admin};
 use crate::error::{ErrorKind, GatewayError};
-use crate::metering::{Account, GroupBy, Money, UsageQuery};
+use crate::metering::{Account, GroupBy, Money, RecentQuery, UsageQuery};
 
 pub(super) fn routes() -> Router<Admin> {
     Router::new()
         .route("/admin/usage", get(usage))
+        .route("/admin/requests", get(requests))
         .route("/admin/balances/{account}", post(credit).get(balance))
 }
 
 const USAGE_PARAMS: &[&str] = &["key_id", "team", "model", "from", "to", "group_by"];
+const REQUESTS_PARAMS: &[&str] = &["key_id", "team", "model", "from", "to", "limit", "before"];
+/// Records per page of `GET /admin/requests` unless `limit` says otherwise.
+const DEFAULT_PAGE: u32 = 50;
 
 async fn usage(
     State(admin): State<Admin>,
@@ -52,14 +56,107 @@ async fn usage(
     }
 }
 
-fn parse_usage_query(params: &HashMap<String, String>) -> Result<UsageQuery, GatewayError> {
-    if let Some(unknown) = params.keys().find(|k| !USAGE_PARAMS.contains(&k.as_str())) {
-        return Err(GatewayError::invalid_request(format!(
-            "Unknown query parameter `{unknown}`; use {}.",
-            USAGE_PARAMS.join(", ")
-        ))
-        .with_param(unknown.clone()));
+/// `GET /admin/requests`: individual records, newest first, a page at a time. The
+/// answer's `next` is the `before` cursor of the next page (null on the last one).
+async fn requests(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(res) = admin.authorize(&headers, false).await {
+        return res;
     }
+    let Some(source) = admin.usage.clone() else {
+        return respond(not_configured(
+            "request lists need a ledger (Admin::with_usage)",
+        ));
+    };
+    let query = match parse_recent_query(&params) {
+        Ok(query) => query,
+        Err(err) => return respond(err),
+    };
+    match source.recent(&query).await {
+        Ok(records) => {
+            let next = (records.len() == query.limit as usize)
+                .then(|| records.last().map(|r| format!("{}:{}", r.time_ms, r.id)))
+                .flatten();
+            json_ok(json!({ "object": "list", "data": records, "next": next }))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "admin: request list failed");
+            respond(GatewayError::new(
+                ErrorKind::Internal,
+                "The usage ledger could not be read; see the gateway's log.",
+            ))
+        }
+    }
+}
+
+fn parse_recent_query(params: &HashMap<String, String>) -> Result<RecentQuery, GatewayError> {
+    check_params(params, REQUESTS_PARAMS)?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=RecentQuery::MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                GatewayError::invalid_request(format!(
+                    "`limit` must be a whole number from 1 to {}.",
+                    RecentQuery::MAX_LIMIT
+                ))
+                .with_param("limit")
+            })?,
+    };
+    let mut query = RecentQuery::new(parse_filters(params)?, limit);
+    if let Some(cursor) = params.get("before") {
+        let (time, id) = cursor
+            .split_once(':')
+            .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id)))
+            .ok_or_else(|| {
+                GatewayError::invalid_request(
+                    "`before` must be the `next` value of the previous page.",
+                )
+                .with_param("before")
+            })?;
+        query = query.before(time, id);
+    }
+    Ok(query)
+}
+
+fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), GatewayError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(GatewayError::invalid_request(format!(
+            "Unknown query parameter `{unknown}`; use {}.",
+            known.join(", ")
+        ))
+        .with_param(unknown.clone())),
+        None => Ok(()),
+    }
+}
+
+fn parse_usage_query(params: &HashMap<String, String>) -> Result<UsageQuery, GatewayError> {
+    check_params(params, USAGE_PARAMS)?;
+    let query = parse_filters(params)?;
+    let group_by = match params.get("group_by").map(String::as_str) {
+        None | Some("") => GroupBy::None,
+        Some("hour") => GroupBy::Hour,
+        Some("day") => GroupBy::Day,
+        Some("model") => GroupBy::Model,
+        Some("key") => GroupBy::Key,
+        Some("team") => GroupBy::Team,
+        Some(other) => {
+            return Err(GatewayError::invalid_request(format!(
+                "`group_by` is `{other}`; use hour, day, model, key or team."
+            ))
+            .with_param("group_by"))
+        }
+    };
+    Ok(query.group_by(group_by))
+}
+
+/// The filters `/admin/usage` and `/admin/requests` share.
+fn parse_filters(params: &HashMap<String, String>) -> Result<UsageQuery, GatewayError> {
     let mut query = UsageQuery::new();
     if let Some(key) = params.get("key_id") {
         query = query.key_id(key.clone());
@@ -72,21 +169,7 @@ fn parse_usage_query(params: &HashMap<String, String>) -> Result<UsageQuery, Gat
     }
     let from = params.get("from").map(|v| time_ms("from", v)).transpose()?;
     let to = params.get("to").map(|v| time_ms("to", v)).transpose()?;
-    query = query.between(from, to);
-    let group_by = match params.get("group_by").map(String::as_str) {
-        None | Some("") => GroupBy::None,
-        Some("day") => GroupBy::Day,
-        Some("model") => GroupBy::Model,
-        Some("key") => GroupBy::Key,
-        Some("team") => GroupBy::Team,
-        Some(other) => {
-            return Err(GatewayError::invalid_request(format!(
-                "`group_by` is `{other}`; use day, model, key or team."
-            ))
-            .with_param("group_by"))
-        }
-    };
-    Ok(query.group_by(group_by))
+    Ok(query.between(from, to))
 }
 
 /// Unix seconds or RFC 3339, as milliseconds since the epoch.

@@ -72,7 +72,7 @@ pub use ledger::PostgresLedger;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use ledger::SqliteLedger;
-pub use ledger::{GroupBy, Ledger, MemoryLedger, UsageQuery, UsageRow};
+pub use ledger::{GroupBy, Ledger, MemoryLedger, RecentQuery, UsageQuery, UsageRow};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use ledger::{LedgerError, LedgerStats};
 pub use money::{InvalidMoney, Money};

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{LedgerError, UsageQuery, UsageRow};
+use super::{LedgerError, RecentQuery, UsageQuery, UsageRecord, UsageRow};
 
 /// A ledger that aggregates usage in its database. Implemented by
 /// [`SqliteLedger`](super::SqliteLedger) and `PostgresLedger`; the admin API's
@@ -14,6 +14,12 @@ pub trait UsageSource: Send + Sync + 'static {
         &'a self,
         query: &'a UsageQuery,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRow>, LedgerError>> + Send + 'a>>;
+
+    /// A page of individual records, newest first.
+    fn recent<'a>(
+        &'a self,
+        query: &'a RecentQuery,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<UsageRecord>, LedgerError>> + Send + 'a>>;
 }
 
 /// Where prepaid balance credits are kept, so balances survive restarts. Implemented by

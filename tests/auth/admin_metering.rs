@@ -3,7 +3,7 @@
 
 use super::admin::send;
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use tollgate::admin::Admin;
 use tollgate::auth::{KeyAuthenticator, KeySecret, Keys, MemoryKeyStore};
 use tollgate::metering::{Account, Accounts, Ledger, Money, SqliteLedger, UsageRecord};
@@ -72,7 +72,7 @@ async fn usage_is_aggregated_grouped_and_filtered() {
 
     for (uri, param) in [
         ("/admin/usage?group=model", "group"),
-        ("/admin/usage?group_by=hour", "group_by"),
+        ("/admin/usage?group_by=minute", "group_by"),
         ("/admin/usage?from=yesterday", "from"),
     ] {
         let (status, body) = send(&app, "GET", uri, Some(MASTER), "").await;
@@ -82,6 +82,105 @@ async fn usage_is_aggregated_grouped_and_filtered() {
     let (status, body) = send(&app, "GET", "/admin/usage", Some("tg-wrong"), "").await;
     assert_eq!(status, 401, "{body}");
     assert!(body["error"]["message"].is_string());
+}
+
+#[tokio::test]
+async fn usage_counts_errors_and_cache_hits_per_hour() {
+    let (app, _keys, _accounts, ledger) = app("hourly").await;
+    let hour = 3_600_000;
+    let base = 20_000 * 86_400_000;
+    let at = |id: usize, ms: i64, status: u16, end: &str, cache_hit: bool| {
+        let mut r = record(id, "k1", "mock/a", 0, 10);
+        r.time_ms = base + ms;
+        r.status = status;
+        r.end = serde_json::from_value(json!(end)).unwrap();
+        r.cache_hit = cache_hit;
+        ledger.record(r);
+    };
+    at(1, 5, 200, "complete", false);
+    at(2, 10, 200, "complete", true);
+    at(3, 20, 502, "complete", false);
+    at(4, hour + 1, 200, "upstream_error", false);
+    at(5, hour + 2, 200, "client_gone", true);
+    ledger.flush().await;
+
+    let (status, body) = send(&app, "GET", "/admin/usage?group_by=hour", Some(MASTER), "").await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{body}");
+    assert_eq!(rows[0]["group"], "2024-10-04T00:00");
+    assert_eq!(
+        (
+            &rows[0]["requests"],
+            &rows[0]["errors"],
+            &rows[0]["cache_hits"]
+        ),
+        (&json!(3), &json!(1), &json!(1))
+    );
+    assert_eq!(rows[1]["group"], "2024-10-04T01:00");
+    assert_eq!(
+        (&rows[1]["errors"], &rows[1]["cache_hits"]),
+        (&json!(1), &json!(1)),
+        "a stream the provider broke off is an error; a client that left is not"
+    );
+}
+
+#[tokio::test]
+async fn requests_are_listed_newest_first_a_page_at_a_time() {
+    let (app, _keys, _accounts, ledger) = app("requests").await;
+    for id in 0..7 {
+        // Two records share each millisecond: the id breaks the tie.
+        let mut r = record(
+            id,
+            if id % 2 == 0 { "k1" } else { "k2" },
+            "mock/a",
+            20_000,
+            10,
+        );
+        r.time_ms += (id / 2) as i64;
+        ledger.record(r);
+    }
+    ledger.flush().await;
+
+    let mut seen = Vec::new();
+    let mut uri = "/admin/requests?limit=3".to_owned();
+    loop {
+        let (status, body) = send(&app, "GET", &uri, Some(MASTER), "").await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["data"].as_array().unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(page.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        match body["next"].as_str() {
+            Some(next) => uri = format!("/admin/requests?limit=3&before={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..7).rev().map(|id| format!("admin-{id}")).collect();
+    assert_eq!(seen, expected, "every record once, newest first");
+
+    let (_, body) = send(&app, "GET", "/admin/requests?key_id=k2", Some(MASTER), "").await;
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["admin-5", "admin-3", "admin-1"]);
+    assert_eq!(body["data"][0]["cost"], "0.00000001");
+    assert!(body["next"].is_null());
+
+    for (uri, param) in [
+        ("/admin/requests?limit=0", "limit"),
+        ("/admin/requests?limit=501", "limit"),
+        ("/admin/requests?before=yesterday", "before"),
+        ("/admin/requests?group_by=day", "group_by"),
+    ] {
+        let (status, body) = send(&app, "GET", uri, Some(MASTER), "").await;
+        assert_eq!(status, 400, "{uri}");
+        assert_eq!(body["error"]["param"], param, "{uri}");
+    }
+    let (status, _) = send(&app, "GET", "/admin/requests", None, "").await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]

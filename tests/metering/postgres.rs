@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use tollgate::metering::{
-    Account, GroupBy, Ledger, Money, PostgresLedger, UsageQuery, UsageRecord,
+    Account, GroupBy, Ledger, Money, PostgresLedger, RecentQuery, UsageQuery, UsageRecord,
 };
 
 /// The database URL, or `None` (and a printed reason) when the test must skip.
@@ -180,6 +180,44 @@ async fn postgres_down_mid_load_then_back_keeps_exactly_one_record_per_request()
         .await
         .unwrap();
     assert_eq!(by_day[0].group, "2026-11-23");
+
+    // Hourly buckets with error and cache-hit counts, and keyset pages, in PostgreSQL.
+    let key = format!("{run}-recent");
+    for i in 0..3 {
+        let mut r = record(&run, 2_000 + i);
+        r.key_id = Some(key.clone());
+        r.status = if i == 1 { 503 } else { 200 };
+        r.cache_hit = i == 2;
+        ledger.record(r);
+    }
+    ledger.flush().await;
+    let by_hour = ledger
+        .usage(
+            &UsageQuery::new()
+                .key_id(key.clone())
+                .group_by(GroupBy::Hour),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_hour.len(), 1, "{by_hour:?}");
+    assert_eq!(by_hour[0].group, "2026-11-23T12:00");
+    assert_eq!((by_hour[0].errors, by_hour[0].cache_hits), (1, 1));
+    let first = ledger
+        .recent(&RecentQuery::new(UsageQuery::new().key_id(key.clone()), 2))
+        .await
+        .unwrap();
+    let ids: Vec<_> = first.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, [format!("{run}-2002"), format!("{run}-2001")]);
+    let last = &first[1];
+    let rest = ledger
+        .recent(
+            &RecentQuery::new(UsageQuery::new().key_id(key.clone()), 2)
+                .before(last.time_ms, last.id.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, format!("{run}-2000"));
 
     // Prepaid balances in PostgreSQL: credits, then what the account spent since.
     let team = Account::Team(format!("{run}-team"));

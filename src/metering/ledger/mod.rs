@@ -60,6 +60,10 @@ pub struct UsageRow {
     pub cached_tokens: u64,
     /// Total cost.
     pub cost: super::Money,
+    /// Requests that failed: an error status, or a stream the provider broke off.
+    pub errors: u64,
+    /// Requests the gateway's response cache answered.
+    pub cache_hits: u64,
 }
 
 /// How a usage query groups its rows.
@@ -69,6 +73,8 @@ pub enum GroupBy {
     /// One row for everything.
     #[default]
     None,
+    /// One row per UTC hour (`YYYY-MM-DDTHH:00`).
+    Hour,
     /// One row per UTC day.
     Day,
     /// One row per model used.
@@ -131,6 +137,40 @@ impl UsageQuery {
     /// Groups rows.
     pub fn group_by(mut self, group_by: GroupBy) -> Self {
         self.group_by = group_by;
+        self
+    }
+}
+
+/// A page of individual usage records, newest first: the filters of a [`UsageQuery`]
+/// (its grouping is ignored), a page size and a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecentQuery {
+    /// Which records.
+    pub filter: UsageQuery,
+    /// At most this many records (capped at [`RecentQuery::MAX_LIMIT`]).
+    pub limit: u32,
+    /// Only records strictly older than this `(time_ms, id)`: the last record of the
+    /// previous page.
+    pub before: Option<(i64, String)>,
+}
+
+impl RecentQuery {
+    /// The largest page.
+    pub const MAX_LIMIT: u32 = 500;
+
+    /// The newest `limit` records matching `filter`.
+    pub fn new(filter: UsageQuery, limit: u32) -> Self {
+        RecentQuery {
+            filter,
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            before: None,
+        }
+    }
+
+    /// Continues after the record at `(time_ms, id)`.
+    pub fn before(mut self, time_ms: i64, id: impl Into<String>) -> Self {
+        self.before = Some((time_ms, id.into()));
         self
     }
 }

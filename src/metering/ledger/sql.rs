@@ -49,11 +49,11 @@ pub(super) fn int(v: u64) -> i64 {
 /// `on_conflict` make a repeated id a no-op (replays are idempotent); `day` turns
 /// `time_ms` into a UTC `YYYY-MM-DD`.
 macro_rules! sql_queries {
-    (db = $db:ty, insert = $insert:literal, on_conflict = $conflict:literal, day = $day:literal) => {
+    (db = $db:ty, insert = $insert:literal, on_conflict = $conflict:literal, hour = $hour:literal, day = $day:literal) => {
         use sqlx::{QueryBuilder, Row};
 
         use crate::metering::ledger::sql::{end_kind, int, parse_end, COLUMNS};
-        use crate::metering::ledger::{GroupBy, UsageQuery, UsageRow};
+        use crate::metering::ledger::{GroupBy, RecentQuery, UsageQuery, UsageRow};
         use crate::metering::{Money, UsageRecord};
 
         pub(super) async fn insert(
@@ -95,6 +95,7 @@ macro_rules! sql_queries {
         ) -> Result<Vec<UsageRow>, sqlx::Error> {
             let group = match query.group_by {
                 GroupBy::None => "CAST('all' AS TEXT)",
+                GroupBy::Hour => $hour,
                 GroupBy::Day => $day,
                 GroupBy::Model => "model",
                 GroupBy::Key => "COALESCE(key_id, '-')",
@@ -105,23 +106,12 @@ macro_rules! sql_queries {
                  CAST(SUM(prompt_tokens) AS BIGINT) AS prompt, \
                  CAST(SUM(completion_tokens) AS BIGINT) AS completion, \
                  CAST(SUM(cached_tokens) AS BIGINT) AS cached, \
-                 CAST(SUM(cost_nanos) AS BIGINT) AS cost FROM usage_records WHERE 1 = 1"
+                 CAST(SUM(cost_nanos) AS BIGINT) AS cost, \
+                 CAST(SUM(CASE WHEN status >= 400 OR end_kind = 'upstream_error' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+                 CAST(SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END) AS BIGINT) AS cache_hits \
+                 FROM usage_records WHERE 1 = 1"
             ));
-            if let Some(key) = &query.key_id {
-                sql.push(" AND key_id = ").push_bind(key.clone());
-            }
-            if let Some(team) = &query.team {
-                sql.push(" AND team = ").push_bind(team.clone());
-            }
-            if let Some(model) = &query.model {
-                sql.push(" AND model = ").push_bind(model.clone());
-            }
-            if let Some(from) = query.from_ms {
-                sql.push(" AND time_ms >= ").push_bind(from);
-            }
-            if let Some(to) = query.to_ms {
-                sql.push(" AND time_ms < ").push_bind(to);
-            }
+            push_filters(&mut sql, query);
             if query.group_by != GroupBy::None {
                 sql.push(" GROUP BY grp ORDER BY grp");
             }
@@ -138,6 +128,8 @@ macro_rules! sql_queries {
                         completion_tokens: sum("completion") as u64,
                         cached_tokens: sum("cached") as u64,
                         cost: Money::from_nanos(sum("cost")),
+                        errors: sum("errors") as u64,
+                        cache_hits: sum("cache_hits") as u64,
                     }
                 })
                 .collect())
@@ -188,6 +180,25 @@ macro_rules! sql_queries {
                 .collect())
         }
 
+        /// The `WHERE` conditions of a query's filters (after `WHERE 1 = 1`).
+        fn push_filters(sql: &mut QueryBuilder<'_, $db>, query: &UsageQuery) {
+            if let Some(key) = &query.key_id {
+                sql.push(" AND key_id = ").push_bind(key.clone());
+            }
+            if let Some(team) = &query.team {
+                sql.push(" AND team = ").push_bind(team.clone());
+            }
+            if let Some(model) = &query.model {
+                sql.push(" AND model = ").push_bind(model.clone());
+            }
+            if let Some(from) = query.from_ms {
+                sql.push(" AND time_ms >= ").push_bind(from);
+            }
+            if let Some(to) = query.to_ms {
+                sql.push(" AND time_ms < ").push_bind(to);
+            }
+        }
+
         pub(super) async fn records(
             pool: &sqlx::Pool<$db>,
         ) -> Result<Vec<UsageRecord>, sqlx::Error> {
@@ -196,34 +207,58 @@ macro_rules! sql_queries {
             ))
             .fetch_all(pool)
             .await?;
-            Ok(rows
-                .iter()
-                .map(|row| {
-                    let n = |name: &str| row.get::<i64, _>(name) as u64;
-                    UsageRecord {
-                        id: row.get("id"),
-                        time_ms: row.get("time_ms"),
-                        key_id: row.get("key_id"),
-                        team: row.get("team"),
-                        requested_model: row.get("requested_model"),
-                        provider: row.get("provider"),
-                        model: row.get("model"),
-                        attempts: n("attempts") as u32,
-                        prompt_tokens: n("prompt_tokens"),
-                        completion_tokens: n("completion_tokens"),
-                        cached_tokens: n("cached_tokens"),
-                        cache_write_tokens: n("cache_write_tokens"),
-                        cost: Money::from_nanos(row.get("cost_nanos")),
-                        priced: row.get("priced"),
-                        latency_us: n("latency_us"),
-                        ttfb_us: row.get::<Option<i64>, _>("ttfb_us").map(|v| v as u64),
-                        status: n("status") as u16,
-                        end: parse_end(row.get::<&str, _>("end_kind")),
-                        cache_hit: row.get("cache_hit"),
-                        exact: row.get("exact"),
-                    }
-                })
-                .collect())
+            Ok(rows.iter().map(record_from_row).collect())
+        }
+
+        /// A page of records, newest first, by keyset pagination on `(time_ms, id)`
+        /// so a deep page costs what the first one does.
+        pub(super) async fn recent(
+            pool: &sqlx::Pool<$db>,
+            query: &RecentQuery,
+        ) -> Result<Vec<UsageRecord>, sqlx::Error> {
+            let mut sql = QueryBuilder::<$db>::new(format!(
+                "SELECT {COLUMNS} FROM usage_records WHERE 1 = 1"
+            ));
+            push_filters(&mut sql, &query.filter);
+            if let Some((time_ms, id)) = &query.before {
+                sql.push(" AND (time_ms < ")
+                    .push_bind(*time_ms)
+                    .push(" OR (time_ms = ")
+                    .push_bind(*time_ms)
+                    .push(" AND id < ")
+                    .push_bind(id.clone())
+                    .push("))");
+            }
+            sql.push(" ORDER BY time_ms DESC, id DESC LIMIT ")
+                .push_bind(i64::from(query.limit.clamp(1, RecentQuery::MAX_LIMIT)));
+            let rows = sql.build().fetch_all(pool).await?;
+            Ok(rows.iter().map(record_from_row).collect())
+        }
+
+        fn record_from_row(row: &<$db as sqlx::Database>::Row) -> UsageRecord {
+            let n = |name: &str| row.get::<i64, _>(name) as u64;
+            UsageRecord {
+                id: row.get("id"),
+                time_ms: row.get("time_ms"),
+                key_id: row.get("key_id"),
+                team: row.get("team"),
+                requested_model: row.get("requested_model"),
+                provider: row.get("provider"),
+                model: row.get("model"),
+                attempts: n("attempts") as u32,
+                prompt_tokens: n("prompt_tokens"),
+                completion_tokens: n("completion_tokens"),
+                cached_tokens: n("cached_tokens"),
+                cache_write_tokens: n("cache_write_tokens"),
+                cost: Money::from_nanos(row.get("cost_nanos")),
+                priced: row.get("priced"),
+                latency_us: n("latency_us"),
+                ttfb_us: row.get::<Option<i64>, _>("ttfb_us").map(|v| v as u64),
+                status: n("status") as u16,
+                end: parse_end(row.get::<&str, _>("end_kind")),
+                cache_hit: row.get("cache_hit"),
+                exact: row.get("exact"),
+            }
         }
     };
 }
@@ -283,6 +318,16 @@ macro_rules! sql_ledger {
                     .map_err(|e| LedgerError(format!("usage query failed: {e}")))
             }
 
+            /// A page of records, newest first (the admin API's `GET /admin/requests`).
+            pub async fn recent(
+                &self,
+                query: &crate::metering::RecentQuery,
+            ) -> Result<Vec<crate::metering::UsageRecord>, LedgerError> {
+                queries::recent(&self.pool, query)
+                    .await
+                    .map_err(|e| LedgerError(format!("reading recent records failed: {e}")))
+            }
+
             /// Every record, oldest first (for tests and exports; use
             /// [`usage`](Self::usage) for reports).
             pub async fn records(&self) -> Result<Vec<crate::metering::UsageRecord>, LedgerError> {
@@ -322,6 +367,20 @@ macro_rules! sql_ledger {
                 >,
             > {
                 Box::pin($ledger::usage(self, query))
+            }
+
+            fn recent<'a>(
+                &'a self,
+                query: &'a crate::metering::RecentQuery,
+            ) -> std::pin::Pin<
+                Box<
+                    dyn std::future::Future<
+                            Output = Result<Vec<crate::metering::UsageRecord>, LedgerError>,
+                        > + Send
+                        + 'a,
+                >,
+            > {
+                Box::pin($ledger::recent(self, query))
             }
         }
 
