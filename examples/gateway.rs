@@ -25,8 +25,8 @@
 //!   entries, e.g. `mock/echo rpm=60,tpm=10000; gpt-4o-mini max_parallel=8`.
 //! - `TOLLGATE_RATE_LIMIT_CLIENT`: limits per client IP address (IPv6 by /64).
 //! - `TOLLGATE_MASTER_KEY`: turns authentication on. Every `/v1/*` route then needs a
-//!   key (`Authorization: Bearer` or `x-api-key`), and `/admin/keys` is mounted for this
-//!   key (and admin-role keys) to create, list, rotate and revoke keys. Unset: the
+//!   key (`Authorization: Bearer` or `x-api-key`), and `/admin` (API) and `/admin/ui`
+//!   (dashboard) are mounted for this key and admin-role keys. Unset: the
 //!   gateway is open to anyone who can reach it, and says so at start.
 //! - `TOLLGATE_DB`: the SQLite file holding the usage ledger and, with authentication,
 //!   the keys (default `./tollgate.db`).
@@ -58,7 +58,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
-use tollgate::admin::Admin;
+use tollgate::admin::{dashboard, Admin};
 use tollgate::auth::{
     AuthLayer, JwtKey, JwtValidator, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore,
     SqliteKeyStore,
@@ -353,7 +353,7 @@ async fn authentication() -> Result<Option<(KeyAuthenticator, Keys)>, Box<dyn st
     if let Some(jwt) = jwt_validator()? {
         auth = auth.with_jwt(jwt);
     }
-    tracing::info!("admin API mounted at /admin/keys (TOLLGATE_MASTER_KEY or an admin-role key)");
+    tracing::info!("admin API mounted at /admin, dashboard at /admin/ui (TOLLGATE_MASTER_KEY or an admin-role key)");
     Ok(Some((auth, keys)))
 }
 
@@ -446,7 +446,8 @@ fn router(
                 Admin::new(authenticator, keys)
                     .with_usage(ledger.clone())
                     .with_balances(accounts, ledger)
-                    .into_router(),
+                    .into_router()
+                    .merge(dashboard()),
             ),
         ),
         None => (LlmService::new(llm), get(models), None),

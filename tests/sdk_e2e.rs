@@ -18,123 +18,12 @@
     feature = "postgres"
 ))]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 
-/// Kills the gateway when the test ends, however it ends.
-struct Gateway(Child);
-
-impl Gateway {
-    /// Stops the gateway the way an operator does (SIGTERM), so it flushes its ledger.
-    fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.0.wait().expect("wait for the gateway");
-        assert!(
-            status.success(),
-            "the gateway exits cleanly on SIGTERM: {status}"
-        );
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python(module: &str) -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("TOLLGATE_PYTHON").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")),
-        Some(PathBuf::from("python3")),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        Command::new(py)
-            .args(["-c", &format!("import {module}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
-/// `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
-fn gateway_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --all-features`",
-        bin.display()
-    );
-    bin
-}
-
-fn start_gateway(db: &Path) -> (Gateway, String) {
-    let db = db.to_str().expect("a UTF-8 temp path");
-    let (gateway, url, _) = start_gateway_with(&[("TOLLGATE_DB", db)]);
-    (gateway, url)
-}
-
-/// Starts the gateway with extra environment variables; returns it, its URL, and
-/// everything it writes (stdout and stderr), collected as it runs.
-fn start_gateway_with(envs: &[(&str, &str)]) -> (Gateway, String, Arc<Mutex<String>>) {
-    let mut command = Command::new(gateway_binary());
-    command
-        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("TOLLGATE_MASTER_KEY")
-        .env_remove("TOLLGATE_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in envs {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("start the example gateway");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let gateway = Gateway(child);
-    let log = Arc::new(Mutex::new(String::new()));
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                log.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
-    let mut lines = BufReader::new(stdout).lines();
-    let mut url = None;
-    for line in lines.by_ref().map_while(Result::ok) {
-        log.lock().unwrap().push_str(&format!("{line}\n"));
-        if let Some(found) = line.strip_prefix("listening on ") {
-            url = Some(found.to_owned());
-            break;
-        }
-    }
-    let url = url.expect("the gateway prints `listening on URL`");
-    // Keep draining stdout so the gateway never blocks on, or breaks, its pipe.
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                log.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
-    (gateway, url, log)
-}
+use support::{python, skip_unless_required, start_gateway, start_gateway_with};
 
 /// Runs `tests/sdk/{script}` with a Python that has `module` against a fresh gateway.
 fn run_sdk_script(module: &str, script: &str, test: &str) {
@@ -142,11 +31,7 @@ fn run_sdk_script(module: &str, script: &str, test: &str) {
         let reason = format!(
             "the `{module}` Python package is not installed (run .ci/run, or set TOLLGATE_PYTHON)"
         );
-        if std::env::var("TOLLGATE_REQUIRE_SDK").as_deref() == Ok("1") {
-            panic!("TOLLGATE_REQUIRE_SDK=1 but {reason}");
-        }
-        eprintln!("SKIPPED {test}: {reason}");
-        return;
+        return skip_unless_required(test, "TOLLGATE_REQUIRE_SDK", &reason);
     };
     let dir = std::env::temp_dir().join(format!("tollgate-sdk-{module}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -239,11 +124,7 @@ fn openai_python_sdk_with_authentication() {
     let Some(python) = python("openai") else {
         let reason =
             "the `openai` Python package is not installed (run .ci/run, or set TOLLGATE_PYTHON)";
-        if std::env::var("TOLLGATE_REQUIRE_SDK").as_deref() == Ok("1") {
-            panic!("TOLLGATE_REQUIRE_SDK=1 but {reason}");
-        }
-        eprintln!("SKIPPED {test}: {reason}");
-        return;
+        return skip_unless_required(test, "TOLLGATE_REQUIRE_SDK", reason);
     };
     let dir = std::env::temp_dir().join(format!("tollgate-sdk-auth-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

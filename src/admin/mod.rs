@@ -44,6 +44,7 @@
 //! # Ok(()) }
 //! ```
 
+mod dashboard;
 mod keys;
 mod time;
 #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
@@ -53,6 +54,8 @@ use std::fmt;
 
 use axum::response::Response;
 use http::HeaderMap;
+
+pub use dashboard::dashboard;
 
 use crate::auth::{KeyAuthenticator, Keys, Principal, Role};
 use crate::error::{ErrorKind, GatewayError};

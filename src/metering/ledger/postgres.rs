@@ -95,9 +95,6 @@ mod queries {
     super::super::sql::sql_queries!(
         db = sqlx::Postgres,
         insert = "INSERT INTO",
-        on_conflict = " ON CONFLICT (id) DO NOTHING",
-        hour =
-            "to_char(to_timestamp(time_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:00')",
-        day = "to_char(to_timestamp(time_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        on_conflict = " ON CONFLICT (id) DO NOTHING"
     );
 }

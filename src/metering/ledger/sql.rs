@@ -41,18 +41,32 @@ pub(super) fn account_from(kind: &str, name: String) -> Option<crate::metering::
     }
 }
 
+/// `YYYY-MM-DD` of a day count since the epoch (UTC).
+pub(super) fn day_name(days: i64) -> String {
+    let (y, m, d) = crate::metering::account::civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DDTHH:00` of an hour count since the epoch (UTC).
+pub(super) fn hour_name(hours: i64) -> String {
+    format!(
+        "{}T{:02}:00",
+        day_name(hours.div_euclid(24)),
+        hours.rem_euclid(24)
+    )
+}
+
 pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Defines `insert`, `usage` and `records` for one sqlx database. `insert` and
-/// `on_conflict` make a repeated id a no-op (replays are idempotent); `day` turns
-/// `time_ms` into a UTC `YYYY-MM-DD`.
+/// Defines `insert`, `usage`, `recent` and `records` for one sqlx database. `insert`
+/// and `on_conflict` make a repeated id a no-op (replays are idempotent).
 macro_rules! sql_queries {
-    (db = $db:ty, insert = $insert:literal, on_conflict = $conflict:literal, hour = $hour:literal, day = $day:literal) => {
+    (db = $db:ty, insert = $insert:literal, on_conflict = $conflict:literal) => {
         use sqlx::{QueryBuilder, Row};
 
-        use crate::metering::ledger::sql::{end_kind, int, parse_end, COLUMNS};
+        use crate::metering::ledger::sql::{day_name, end_kind, hour_name, int, parse_end, COLUMNS};
         use crate::metering::ledger::{GroupBy, RecentQuery, UsageQuery, UsageRow};
         use crate::metering::{Money, UsageRecord};
 
@@ -93,10 +107,12 @@ macro_rules! sql_queries {
             pool: &sqlx::Pool<$db>,
             query: &UsageQuery,
         ) -> Result<Vec<UsageRow>, sqlx::Error> {
+            // Time buckets are integers (hours or days since the epoch), named in Rust:
+            // formatting a date per row in SQL costs more than the sums themselves.
             let group = match query.group_by {
                 GroupBy::None => "CAST('all' AS TEXT)",
-                GroupBy::Hour => $hour,
-                GroupBy::Day => $day,
+                GroupBy::Hour => "time_ms / 3600000",
+                GroupBy::Day => "time_ms / 86400000",
                 GroupBy::Model => "model",
                 GroupBy::Key => "COALESCE(key_id, '-')",
                 GroupBy::Team => "COALESCE(team, '-')",
@@ -121,8 +137,13 @@ macro_rules! sql_queries {
                 .filter(|row| row.get::<i64, _>("requests") > 0)
                 .map(|row| {
                     let sum = |name: &str| row.get::<Option<i64>, _>(name).unwrap_or(0);
+                    let group = match query.group_by {
+                        GroupBy::Hour => hour_name(row.get::<i64, _>("grp")),
+                        GroupBy::Day => day_name(row.get::<i64, _>("grp")),
+                        _ => row.get("grp"),
+                    };
                     UsageRow {
-                        group: row.get("grp"),
+                        group,
                         requests: row.get::<i64, _>("requests") as u64,
                         prompt_tokens: sum("prompt") as u64,
                         completion_tokens: sum("completion") as u64,

@@ -80,9 +80,7 @@ mod queries {
     super::super::sql::sql_queries!(
         db = sqlx::Sqlite,
         insert = "INSERT OR IGNORE INTO",
-        on_conflict = "",
-        hour = "strftime('%Y-%m-%dT%H:00', time_ms / 1000, 'unixepoch')",
-        day = "strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')"
+        on_conflict = ""
     );
 }
 

@@ -1,0 +1,124 @@
+//! The dashboard (`/admin/ui`) of the example gateway, driven in headless Chromium by
+//! `tests/dashboard/dashboard_e2e.py` (Selenium with the system `chromedriver`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` and a Python with `selenium` (`.venv`
+//! made by `.ci/run`, or `TOLLGATE_PYTHON`); without them the test is skipped with the
+//! reason, unless `TOLLGATE_REQUIRE_BROWSER=1` (CI sets it). Screenshots are saved under
+//! `target/dashboard-screenshots/`.
+#![cfg(all(
+    feature = "upstream",
+    feature = "testing",
+    feature = "ratelimit",
+    feature = "redis",
+    feature = "auth",
+    feature = "admin",
+    feature = "sqlite",
+    feature = "postgres"
+))]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{python, skip_unless_required, start_gateway_with};
+
+const TEST: &str = "dashboard_in_headless_chromium";
+
+fn browser_tools() -> Result<PathBuf, String> {
+    for (var, default) in [
+        ("TOLLGATE_CHROMIUM", "/usr/bin/chromium"),
+        ("TOLLGATE_CHROMEDRIVER", "/usr/bin/chromedriver"),
+    ] {
+        let path = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+        if !Path::new(&path).exists() {
+            return Err(format!(
+                "{path} is missing (install Debian's chromium and chromium-driver, or set {var})"
+            ));
+        }
+    }
+    python("selenium").ok_or_else(|| {
+        "the `selenium` Python package is not installed (run .ci/run, or set TOLLGATE_PYTHON)"
+            .to_owned()
+    })
+}
+
+/// Log in (a wrong key and a developer key see nothing), an overview whose numbers
+/// match scripted traffic, spend by team, a key created in the page that works and
+/// stops working once revoked there, the request list, the channels page; no page
+/// holds a key hash or the upstream key. The gateway's ledger agrees afterwards.
+#[test]
+fn dashboard_in_headless_chromium() {
+    let python = match browser_tools() {
+        Ok(python) => python,
+        Err(reason) => return skip_unless_required(TEST, "TOLLGATE_REQUIRE_BROWSER", &reason),
+    };
+    let dir = std::env::temp_dir().join(format!("tollgate-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("tollgate.db");
+    let master = "sk-dashboard-master-key-0123456789";
+    // An upstream key the gateway holds but no page may ever show.
+    let canary = "sk-canary-upstream-dashboard-7f3a9c";
+    let (gateway, url, log) = start_gateway_with(&[
+        ("TOLLGATE_MASTER_KEY", master),
+        ("TOLLGATE_DB", db.to_str().unwrap()),
+        ("OPENAI_API_KEY", canary),
+    ]);
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/dashboard_e2e.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&url)
+        .arg(master)
+        .arg(&artifacts)
+        .arg(canary)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "dashboard checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("dashboard checks passed"));
+    for shot in [
+        "login-refused",
+        "overview",
+        "spend",
+        "key-created",
+        "requests",
+    ] {
+        let png = artifacts.join(format!("{shot}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_default();
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 1000,
+            "{} is a screenshot",
+            png.display()
+        );
+    }
+    gateway.stop();
+    assert!(
+        !log.lock().unwrap().contains(canary),
+        "the upstream key is in the log"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let records = rt.block_on(async {
+        let ledger = tollgate::metering::SqliteLedger::open(&db).await.unwrap();
+        ledger.records().await.unwrap()
+    });
+    assert_eq!(
+        records.len(),
+        6,
+        "the five scripted requests and the browser key's one"
+    );
+    assert_eq!(records.iter().filter(|r| r.cache_hit).count(), 1);
+    assert_eq!(records.iter().filter(|r| r.status >= 400).count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
