@@ -16,8 +16,8 @@
 //!   OpenAI (or any OpenAI-compatible base URL) when the key is set.
 //! - `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`: `claude-*` models go to Anthropic.
 //! - `GEMINI_API_KEY` / `GEMINI_BASE_URL`: `gemini-*` models go to Gemini.
-//! - `TOLLGATE_REDIS_URL`: keep rate-limit counters and cached answers in Redis, shared
-//!   by every replica (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
+//! - `TOLLGATE_REDIS_URL`: keep rate-limit counters, cached answers, prepaid balances
+//!   and budget spend in Redis, shared by every replica (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
 //!   Redis does not answer within 50 ms (default `open`: admit without counting).
 //! - `TOLLGATE_RATE_LIMIT_GLOBAL`: limits for the whole gateway, e.g.
 //!   `rpm=600,tpm=200000,max_parallel=64` (`rpm`, `rpd`, `tpm`, `tpd`, `max_parallel`).
@@ -66,7 +66,9 @@ use tollgate::auth::{
 use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
-use tollgate::metering::{Accounts, MeteringLayer, SqliteLedger};
+use tollgate::metering::{
+    Account, Accounts, GroupBy, MeteringLayer, Money, Period, SqliteLedger, UsageQuery,
+};
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
 use tollgate::ratelimit::{FailMode, Limits, RateLimitLayer, RedisStore};
 use tollgate::request::LlmRequest;
@@ -185,11 +187,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Prepaid balances: credited through /admin/balances, applied by metering, and
     // rebuilt here from the stored credits and the records (spooled ones replayed first).
     ledger.flush().await;
-    let accounts = Accounts::new();
-    for (account, balance) in ledger.balances().await? {
-        accounts.credit(account, balance);
-    }
-    preload_budget_spend(&ledger, &accounts).await?;
+    let accounts = accounts(&ledger).await?;
     let app = router(
         Arc::new(providers),
         rate_limits().await?,
@@ -230,14 +228,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Spend so far in each budget period, per key and per team, so that a restart does
-/// not reset budgets.
-async fn preload_budget_spend(
+/// Prepaid balances and budgets: in this process, or with `TOLLGATE_REDIS_URL` in Redis,
+/// shared by every replica. Either way they start from the ledger: its credits minus
+/// what was spent since, and the spend of each current budget period, so a restart
+/// resets nothing (the first replica to start seeds Redis; the others find the fleet's
+/// figures there).
+async fn accounts(ledger: &SqliteLedger) -> Result<Accounts, Box<dyn std::error::Error>> {
+    use tollgate::metering::RedisAccounts;
+    let balances = ledger.balances().await?;
+    let now = Accounts::new().now_ms();
+    let spend = budget_spend(ledger, now).await?;
+    let Ok(url) = std::env::var("TOLLGATE_REDIS_URL") else {
+        let accounts = Accounts::new();
+        for (account, balance) in balances {
+            accounts.credit(account, balance);
+        }
+        for (period, start, spent) in spend {
+            accounts.preload_spend(period, start, spent);
+        }
+        return Ok(accounts);
+    };
+    let store = RedisAccounts::builder(url)
+        .fail_closed(std::env::var("TOLLGATE_REDIS_FAIL").as_deref() == Ok("closed"))
+        .connect()
+        .await
+        .map_err(|e| format!("TOLLGATE_REDIS_URL: {e}"))?;
+    let mut seeded = 0;
+    for (account, balance) in &balances {
+        seeded += usize::from(store.seed(account, *balance).await?);
+    }
+    for (_, start, spent) in spend {
+        for (account, amount) in spent {
+            seeded += usize::from(store.seed_spend(&account, start, amount).await?);
+        }
+    }
+    tracing::info!(
+        balances = balances.len(),
+        seeded,
+        "prepaid balances and budget spend are shared in Redis (TOLLGATE_REDIS_URL)"
+    );
+    Ok(Accounts::new().shared(store))
+}
+
+/// Spend so far in each budget period (its start, then per key and per team), from
+/// the ledger.
+async fn budget_spend(
     ledger: &SqliteLedger,
-    accounts: &Accounts,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use tollgate::metering::{Account, GroupBy, Period, UsageQuery};
-    let now = accounts.now_ms();
+    now: i64,
+) -> Result<Vec<(Period, i64, Vec<(Account, Money)>)>, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
     for period in [
         Period::Daily,
         Period::Weekly,
@@ -245,6 +284,7 @@ async fn preload_budget_spend(
         Period::Total,
     ] {
         let start = period.start(now);
+        let mut spent = Vec::new();
         for (group, make) in [
             (GroupBy::Key, Account::Key as fn(String) -> Account),
             (GroupBy::Team, Account::Team),
@@ -253,14 +293,15 @@ async fn preload_budget_spend(
             let rows = ledger
                 .usage(&UsageQuery::new().between(from, None).group_by(group))
                 .await?;
-            let spent = rows
-                .into_iter()
-                .filter(|r| r.group != "-")
-                .map(|r| (make(r.group), r.cost));
-            accounts.preload_spend(period, start, spent);
+            spent.extend(
+                rows.into_iter()
+                    .filter(|r| r.group != "-")
+                    .map(|r| (make(r.group), r.cost)),
+            );
         }
+        out.push((period, start, spent));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The rate-limit layer from the environment: Redis or memory, global, per-model and

@@ -217,7 +217,16 @@ async fn credit(
             "The credit could not be saved (nothing was changed); see the gateway's log.",
         ));
     }
-    let balance = accounts.credit(account.clone(), amount);
+    let balance = match accounts.add_credit(account.clone(), amount).await {
+        Ok(balance) => balance,
+        Err(err) => {
+            tracing::error!(error = %err, account = %account, amount = %amount, "admin: the credit is saved in the ledger but the shared balance store failed: it is not applied yet");
+            return respond(GatewayError::new(
+                ErrorKind::Internal,
+                "The credit was recorded in the ledger but not applied to the shared balance (its store failed); check GET /admin/balances/<account> before crediting again.",
+            ));
+        }
+    };
     tracing::info!(account = %account, amount = %amount, balance = %balance, "admin: balance credited");
     json_ok(account_json(&account, balance))
 }
@@ -238,9 +247,16 @@ async fn balance(
         Ok(account) => account,
         Err(res) => return res,
     };
-    match accounts.0.balance(&account) {
-        Some(balance) => json_ok(account_json(&account, balance)),
-        None => respond(GatewayError::new(
+    match accounts.0.current_balance(&account).await {
+        Err(err) => {
+            tracing::warn!(error = %err, "admin: reading a balance failed");
+            respond(GatewayError::new(
+                ErrorKind::Internal,
+                "The balance store could not be read; see the gateway's log.",
+            ))
+        }
+        Ok(Some(balance)) => json_ok(account_json(&account, balance)),
+        Ok(None) => respond(GatewayError::new(
             ErrorKind::NotFound,
             format!("{account} has no prepaid balance (it is postpaid); credit it to open one."),
         )),

@@ -145,6 +145,8 @@ pub enum BudgetEvent {
 /// Why a request was refused before the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The shared balance store is unreachable and configured to fail closed.
+    Unavailable,
     /// The prepaid balance is used up (or fully reserved).
     Balance(Account),
     /// The budget of the current period is spent; it resets at `resets_ms`.
@@ -199,7 +201,22 @@ pub struct Accounts {
     state: Arc<Mutex<State>>,
     clock: Clock,
     events: broadcast::Sender<BudgetEvent>,
+    #[cfg(feature = "redis")]
+    shared: Option<super::shared::RedisAccounts>,
 }
+
+/// The shared account store could not be reached or answered nonsense; the message
+/// says why.
+#[derive(Debug)]
+pub struct AccountStoreError(pub(super) String);
+
+impl fmt::Display for AccountStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl std::error::Error for AccountStoreError {}
 
 impl fmt::Debug for Accounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -220,6 +237,8 @@ pub struct Hold {
     reserved: Vec<(Account, Money)>,
     budgeted: Vec<Account>,
     settled: bool,
+    #[cfg(feature = "redis")]
+    shared: Option<super::shared::SharedHold>,
 }
 
 impl Accounts {
@@ -234,7 +253,102 @@ impl Accounts {
             state: Default::default(),
             clock,
             events: broadcast::channel(256).0,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
+    }
+
+    /// Keeps prepaid balances and budget spend in Redis, shared by every replica that
+    /// uses the same store (feature `redis`). Budget limits still come from this set
+    /// ([`set_budget`](Self::set_budget), or the key's budget); reserve with
+    /// [`acquire`](Self::acquire), credit with [`add_credit`](Self::add_credit).
+    #[cfg(feature = "redis")]
+    pub fn shared(mut self, store: super::shared::RedisAccounts) -> Self {
+        self.shared = Some(store);
+        self
+    }
+
+    /// The shared store, when there is one.
+    #[cfg(feature = "redis")]
+    pub fn shared_store(&self) -> Option<&super::shared::RedisAccounts> {
+        self.shared.as_ref()
+    }
+
+    /// Reserves `worst` for `payers` like [`reserve`](Self::reserve), in the shared
+    /// store when there is one (one round trip), else in this process.
+    pub async fn acquire(&self, payers: &[Account], worst: Money) -> Result<Hold, Refusal> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.shared {
+            let now = (self.clock)();
+            let payers: Vec<super::shared::Payer> = {
+                let mut state = self.lock();
+                payers
+                    .iter()
+                    .map(|account| {
+                        let tracked = state.budgets.get_mut(account);
+                        let (budget, period_start, resets_ms) = match tracked {
+                            Some(t) => {
+                                roll(t, now);
+                                (Some(t.budget), t.period_start, next_period(t))
+                            }
+                            None => (None, 0, i64::MAX),
+                        };
+                        super::shared::Payer {
+                            account: account.clone(),
+                            budget,
+                            period_start,
+                            resets_ms,
+                            held: false,
+                        }
+                    })
+                    .collect()
+            };
+            let accounts: Vec<Account> = payers.iter().map(|p| p.account.clone()).collect();
+            return match store.reserve(payers, worst).await? {
+                Some(shared) => Ok(Hold {
+                    accounts: self.clone(),
+                    reserved: Vec::new(),
+                    budgeted: Vec::new(),
+                    settled: false,
+                    shared: Some(shared),
+                }),
+                // Redis failed and the policy is to fail open: this replica's own view.
+                None => self.reserve(&accounts, worst),
+            };
+        }
+        self.reserve(payers, worst)
+    }
+
+    /// Credits (negative: debits) a prepaid balance: in the shared store when there is
+    /// one, else in this process. Returns the new balance.
+    pub async fn add_credit(
+        &self,
+        account: Account,
+        amount: Money,
+    ) -> Result<Money, AccountStoreError> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.shared {
+            return store.credit(&account, amount).await;
+        }
+        Ok(self.credit(account, amount))
+    }
+
+    /// The balance of a prepaid account (`None`: postpaid), from the shared store when
+    /// there is one.
+    pub async fn current_balance(
+        &self,
+        account: &Account,
+    ) -> Result<Option<Money>, AccountStoreError> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.shared {
+            return store.balance(account).await;
+        }
+        Ok(self.balance(account))
+    }
+
+    pub(super) fn emit(&self, event: BudgetEvent) {
+        tracing::info!(?event, "budget event");
+        let _ = self.events.send(event); // no subscriber is fine
     }
 
     /// Credits (or, negative, debits) a prepaid balance, opening it if needed; returns
@@ -362,6 +476,8 @@ impl Accounts {
             reserved,
             budgeted,
             settled: false,
+            #[cfg(feature = "redis")]
+            shared: None,
         })
     }
 
@@ -379,6 +495,11 @@ impl Hold {
 
     fn finish(&mut self, cost: Money) {
         if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.shared.take() {
+            shared.settle(cost, &self.accounts);
             return;
         }
         let now = (self.accounts.clock)();
@@ -418,8 +539,7 @@ impl Hold {
             }
         }
         for event in events {
-            tracing::info!(?event, "budget event");
-            let _ = self.accounts.events.send(event); // no subscriber is fine
+            self.accounts.emit(event);
         }
     }
 }

@@ -232,7 +232,7 @@ where
                         let output = llm.max_tokens().unwrap_or(layer.output_reserve);
                         p.cost_of(llm.estimated_input_tokens(), 0, 0, output)
                     });
-                    match accounts.reserve(&payer.accounts(), worst) {
+                    match accounts.acquire(&payer.accounts(), worst).await {
                         Ok(hold) => Some(hold),
                         Err(refusal) => return Ok(refused(refusal).to_response(llm.dialect())),
                     }
@@ -380,6 +380,14 @@ fn key_budget(budget: &crate::auth::Budget) -> Option<super::Budget> {
 /// The 429 `insufficient_quota` for a refusal, saying what to do.
 fn refused(refusal: Refusal) -> GatewayError {
     let err = match refusal {
+        Refusal::Unavailable => {
+            return GatewayError::new(
+                ErrorKind::NoHealthyUpstream,
+                "The shared balance store is unreachable, so prepaid balances and budgets cannot be checked; try again shortly.",
+            )
+            .with_code("balance_store_unavailable")
+            .with_retry_after(1)
+        }
         Refusal::Balance(account) => GatewayError::new(
             ErrorKind::InsufficientQuota,
             format!(

@@ -61,10 +61,14 @@ mod ledger;
 mod money;
 mod price;
 mod record;
+#[cfg(feature = "redis")]
+mod shared;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod source;
 
-pub use account::{Account, Accounts, Budget, BudgetEvent, Clock, Hold, Period, Refusal};
+pub use account::{
+    Account, AccountStoreError, Accounts, Budget, BudgetEvent, Clock, Hold, Period, Refusal,
+};
 pub use layer::{Metering, MeteringLayer, Payer, ResponseFuture, UnknownPrice};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -78,5 +82,7 @@ pub use ledger::{LedgerError, LedgerStats};
 pub use money::{InvalidMoney, Money};
 pub use price::{Price, PriceTable, PriceTableError};
 pub use record::UsageRecord;
+#[cfg(feature = "redis")]
+pub use shared::{RedisAccounts, RedisAccountsBuilder};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use source::{BalanceStore, UsageSource};

@@ -25,6 +25,8 @@ use tower::{ServiceBuilder, ServiceExt};
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod shared;
 
 const HANG_GUARD: Duration = Duration::from_secs(20);
 
