@@ -21,6 +21,7 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -95,7 +96,8 @@ for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic"
              "--window-size=1280,1000", f"--user-data-dir={profile}"):
     options.add_argument(flag)
 driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-wait = WebDriverWait(driver, 20)
+# Tables are re-rendered after every action: an element found just before may be stale.
+wait = WebDriverWait(driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 pages_seen = []
 
 
