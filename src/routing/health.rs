@@ -321,6 +321,28 @@ impl HealthState {
             }
         }
 
+        self.publish(&m);
+        recovered
+    }
+
+    /// A successful active probe of a channel that is open or down: its blocking time
+    /// ends now, so the next request is a trial.
+    pub(crate) fn probe_succeeded(&self, now: u64) {
+        let mut m = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+        if let Circuit::Open { until } = m.circuit {
+            if until > now {
+                m.circuit = Circuit::Open { until: now };
+            }
+        }
+        if let Some(until) = m.down_until {
+            if until > now {
+                m.down_until = Some(now);
+            }
+        }
+        self.publish(&m);
+    }
+
+    fn publish(&self, m: &Machine) {
         let circuit_until = match m.circuit {
             Circuit::Open { until } => Some(until),
             // Half-open keeps the channel on probation (a past, non-zero time).
@@ -334,9 +356,10 @@ impl HealthState {
             (None, None) => (0, 0),
         };
         self.reason.store(reason, Ordering::Relaxed);
-        self.blocked_until.store(until, Ordering::Relaxed);
+        // 0 means "not blocked": a block ending at clock time 0 is still a block.
+        self.blocked_until
+            .store(until.max(u64::from(until != 0)), Ordering::Relaxed);
         self.degraded.store(m.degraded, Ordering::Relaxed);
-        recovered
     }
 }
 

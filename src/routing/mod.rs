@@ -105,7 +105,10 @@
 //! a bounded number of trial requests through; a **passive health check** judges the
 //! error ratio over a sliding window (with a minimum number of attempts): healthy,
 //! degraded, or down for a while, then trials again. Thresholds are in
-//! [`HealthPolicy`]. The state is in memory, per process (per replica in a fleet).
+//! [`HealthPolicy`]. **Active probes** ([`Router::spawn_probes`], opt-in) send a
+//! one-token request per channel on an interval straight to the leaf service, so they
+//! never count against users' limits or bills; they reach down channels too and bring
+//! them back as soon as one succeeds. The state is in memory, per process (per replica in a fleet).
 //! Time is the tokio clock, so tests drive it with paused time.
 //!
 //! # Extensions
@@ -121,6 +124,7 @@ mod candidates;
 mod channel;
 mod health;
 mod layer;
+mod probe;
 mod router;
 mod service;
 mod strategy;
@@ -129,6 +133,7 @@ pub use candidates::{Candidate, Candidates};
 pub use channel::{Channel, ChannelBuilder, ChannelStats, KeyStats};
 pub use health::{Health, HealthPolicy};
 pub use layer::RoutingLayer;
+pub use probe::{ProbeConfig, ProbeHandle};
 pub use router::{Router, RouterBuilder, RouterError};
 pub use service::{ResponseFuture, Routing};
 pub use strategy::{

@@ -4,8 +4,10 @@
 #![cfg(all(feature = "routing", feature = "failover", feature = "testing"))]
 
 mod compose;
+mod discipline;
 mod faults;
 mod health;
+mod probes;
 mod resolve;
 mod strategies;
 
