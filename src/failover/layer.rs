@@ -24,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) max_attempts: u32,
     pub(crate) retry_on: Vec<StatusCode>,
     pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) hedge_after: Option<Duration>,
     pub(crate) backoff_base: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) max_retry_wait: Duration,
@@ -53,6 +54,7 @@ impl FailoverLayer {
                     .map(|s| StatusCode::from_u16(s).expect("valid status"))
                     .collect(),
                 attempt_timeout: None,
+                hedge_after: None,
                 backoff_base: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(2),
                 max_retry_wait: Duration::from_secs(10),
@@ -85,6 +87,17 @@ impl FailoverLayer {
     /// next candidate tried.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.config_mut().attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Hedging (off by default): when the first attempt has no response head after
+    /// `delay` (for streams through `Upstream`: no first event), a second attempt starts
+    /// on the next candidate; the first to answer wins and the other is dropped, which
+    /// cancels its provider request. A hedge uses the retry budget and counts as an
+    /// attempt. A cancelled attempt has no answer, so its usage is not metered (the
+    /// provider may still bill the prompt it read).
+    pub fn hedge_after(mut self, delay: Duration) -> Self {
+        self.config_mut().hedge_after = Some(delay);
         self
     }
 
@@ -147,6 +160,7 @@ impl fmt::Debug for FailoverLayer {
             .field("max_attempts", &c.max_attempts)
             .field("retry_on", &c.retry_on)
             .field("attempt_timeout", &c.attempt_timeout)
+            .field("hedge_after", &c.hedge_after)
             .field("backoff_base", &c.backoff_base)
             .field("backoff_max", &c.backoff_max)
             .field("max_retry_wait", &c.max_retry_wait)

@@ -1,6 +1,7 @@
 //! [`Failover`]: the service and its attempt loop.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -57,7 +58,7 @@ impl<S: fmt::Debug> fmt::Debug for Failover<S> {
 impl<S, B> Service<Request<B>> for Failover<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
     S::Error: fmt::Display + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -96,7 +97,8 @@ async fn failover<S>(
     mut req: Request<Body>,
 ) -> Result<Response<Body>, S::Error>
 where
-    S: Service<Request<Body>, Response = Response<Body>>,
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    S::Future: Send + 'static,
     S::Error: fmt::Display,
 {
     let Some(candidates) = req.extensions().get::<Candidates>().cloned() else {
@@ -111,17 +113,20 @@ where
     let body = llm.raw().clone();
     let clock = candidates.list[0].channel.inner.clock;
     let n = candidates.len();
+    let max = config.max_attempts as usize;
     config.budget.deposit();
 
     let mut failures: Vec<Failure> = Vec::new();
     let mut last: Option<(Response<Body>, &Candidate)> = None;
     let mut budget_exhausted = false;
     let mut made = 0u32;
-    for attempt in 0..config.max_attempts as usize {
+    let mut attempt = 0usize;
+    while attempt < max {
         let candidate = &candidates.list[attempt % n];
         let channel = &candidate.channel;
         let round = attempt / n;
-        if attempt > 0 {
+        attempt += 1;
+        if attempt > 1 {
             match channel.health() {
                 Health::CircuitOpen | Health::Down => continue,
                 _ if !channel.is_enabled() => continue,
@@ -151,59 +156,105 @@ where
         let Some((key, target)) = candidate.retarget(clock.now_ms()) else {
             continue;
         };
-        let secret = target.api_key().map(|k| k.expose().to_owned());
-        let mut req = Request::from_parts(parts.clone(), Body::from(body.clone()));
-        req.extensions_mut().insert::<Target>(target);
         made += 1;
-        let started = Instant::now();
-        let in_flight = channel.start(key);
-        let call = inner.call(req);
-        let result = match config.attempt_timeout {
-            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| limit),
-            None => Ok(call.await),
+        let mut primary = std::pin::pin!(start(
+            &mut inner, &parts, &body, candidate, key, target, &config
+        ));
+
+        // Hedging: the first attempt is slow to answer; start the next candidate too.
+        let hedge = match (config.hedge_after, candidates.list.get(1)) {
+            (Some(delay), Some(next)) if made == 1 && max >= 2 => Some((delay, next)),
+            _ => None,
         };
-        drop(in_flight);
-        let redact_key =
-            |text: &str| redact(text, &secret.as_deref().into_iter().collect::<Vec<_>>());
-        match result {
-            Err(limit) => {
-                channel.record(key, AttemptResult::Failure);
-                failures.push(Failure {
-                    channel: channel.inner.id.clone(),
-                    status: Some(StatusCode::GATEWAY_TIMEOUT),
-                    reason: format!("no response head within {limit:?}"),
-                    retry_after: None,
-                });
-            }
-            Ok(Err(err)) => {
-                channel.record(key, AttemptResult::Failure);
-                failures.push(Failure {
-                    channel: channel.inner.id.clone(),
-                    status: None,
-                    reason: redact_key(&err.to_string()),
-                    retry_after: None,
-                });
-            }
-            Ok(Ok(res)) => {
-                record_attempt(channel, key, &res, started.elapsed());
-                if !config.retry_on.contains(&res.status()) {
-                    return Ok(finish(res, candidate, made));
+        let outcome = match hedge {
+            None => primary.await,
+            Some((delay, next)) => match tokio::time::timeout(delay, primary.as_mut()).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let now = clock.now_ms();
+                    let hedged = match next.retarget(now) {
+                        Some(pick)
+                            if next.channel.is_enabled()
+                                && !matches!(
+                                    next.channel.health(),
+                                    Health::CircuitOpen | Health::Down
+                                )
+                                && config.budget.withdraw() =>
+                        {
+                            Some(pick)
+                        }
+                        _ => None,
+                    };
+                    match hedged {
+                        None => primary.await,
+                        Some((key, target)) => {
+                            let mut second = inner.clone();
+                            second.ready().await?;
+                            made += 1;
+                            attempt = 2;
+                            let mut other = std::pin::pin!(start(
+                                &mut second,
+                                &parts,
+                                &body,
+                                next,
+                                key,
+                                target,
+                                &config
+                            ));
+                            let (mut a, mut b) = (None, None);
+                            let winner = std::future::poll_fn(|cx| {
+                                if a.is_none() {
+                                    if let Poll::Ready(x) = primary.as_mut().poll(cx) {
+                                        a = Some(x);
+                                    }
+                                }
+                                if b.is_none() {
+                                    if let Poll::Ready(x) = other.as_mut().poll(cx) {
+                                        b = Some(x);
+                                    }
+                                }
+                                match (&a, &b) {
+                                    (Some(Attempted::Final(_)), _) => Poll::Ready(0),
+                                    (_, Some(Attempted::Final(_))) => Poll::Ready(1),
+                                    (Some(_), Some(_)) => Poll::Ready(2),
+                                    _ => Poll::Pending,
+                                }
+                            })
+                            .await;
+                            // The loser, if still running, is dropped (cancelled) on return.
+                            match (winner, a, b) {
+                                (0, Some(Attempted::Final(res)), _) => {
+                                    return Ok(finish(res, candidate, made))
+                                }
+                                (1, _, Some(Attempted::Final(res))) => {
+                                    return Ok(finish(res, next, made))
+                                }
+                                (
+                                    _,
+                                    Some(Attempted::Failed(f1, r1)),
+                                    Some(Attempted::Failed(f2, r2)),
+                                ) => {
+                                    failures.push(f1);
+                                    failures.push(f2);
+                                    last = r2.map(|r| (r, next)).or(r1.map(|r| (r, candidate)));
+                                    continue;
+                                }
+                                _ => unreachable!(
+                                    "the race ends with a final answer or two failures"
+                                ),
+                            }
+                        }
+                    }
                 }
-                let reason = match res.extensions().get::<GatewayError>() {
-                    Some(err) => redact_key(err.message()),
-                    None => res
-                        .status()
-                        .canonical_reason()
-                        .unwrap_or("error")
-                        .to_owned(),
-                };
-                failures.push(Failure {
-                    channel: channel.inner.id.clone(),
-                    status: Some(res.status()),
-                    reason,
-                    retry_after: retry_after(&res),
-                });
-                last = Some((res, candidate));
+            },
+        };
+        match outcome {
+            Attempted::Final(res) => return Ok(finish(res, candidate, made)),
+            Attempted::Failed(failure, res) => {
+                failures.push(failure);
+                if let Some(res) = res {
+                    last = Some((res, candidate));
+                }
             }
         }
     }
@@ -257,6 +308,94 @@ where
     set_attempt_headers(&mut res, None, made);
     res.extensions_mut().insert(Recorded);
     Ok(res)
+}
+
+/// How one attempt ended.
+enum Attempted {
+    /// An answer that ends the request: a success, or a status that is not retried.
+    Final(Response<Body>),
+    /// A failure worth another candidate, with the answer when there was one.
+    Failed(Failure, Option<Response<Body>>),
+}
+
+/// Sends one attempt to `candidate` through `inner` (which must be ready) and returns
+/// the future of its outcome; the attempt feeds its channel's statistics when it ends.
+/// Dropping the future cancels the attempt (nothing is recorded).
+fn start<S>(
+    inner: &mut S,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    candidate: &Candidate,
+    key: usize,
+    target: Target,
+    config: &Arc<Config>,
+) -> impl std::future::Future<Output = Attempted> + Send + 'static
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: fmt::Display,
+{
+    let secret = target.api_key().map(|k| k.expose().to_owned());
+    let mut req = Request::from_parts(parts.clone(), Body::from(body.clone()));
+    req.extensions_mut().insert::<Target>(target);
+    let channel = candidate.channel.clone();
+    let config = config.clone();
+    let in_flight = channel.start(key);
+    let started = Instant::now();
+    let call = inner.call(req);
+    async move {
+        let result = match config.attempt_timeout {
+            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| limit),
+            None => Ok(call.await),
+        };
+        drop(in_flight);
+        let redact_key =
+            |text: &str| redact(text, &secret.as_deref().into_iter().collect::<Vec<_>>());
+        let id = channel.inner.id.clone();
+        match result {
+            Err(limit) => {
+                channel.record(key, AttemptResult::Failure);
+                let failure = Failure {
+                    channel: id,
+                    status: Some(StatusCode::GATEWAY_TIMEOUT),
+                    reason: format!("no response head within {limit:?}"),
+                    retry_after: None,
+                };
+                Attempted::Failed(failure, None)
+            }
+            Ok(Err(err)) => {
+                channel.record(key, AttemptResult::Failure);
+                let failure = Failure {
+                    channel: id,
+                    status: None,
+                    reason: redact_key(&err.to_string()),
+                    retry_after: None,
+                };
+                Attempted::Failed(failure, None)
+            }
+            Ok(Ok(res)) => {
+                record_attempt(&channel, key, &res, started.elapsed());
+                if !config.retry_on.contains(&res.status()) {
+                    return Attempted::Final(res);
+                }
+                let reason = match res.extensions().get::<GatewayError>() {
+                    Some(err) => redact_key(err.message()),
+                    None => res
+                        .status()
+                        .canonical_reason()
+                        .unwrap_or("error")
+                        .to_owned(),
+                };
+                let failure = Failure {
+                    channel: id,
+                    status: Some(res.status()),
+                    reason,
+                    retry_after: retry_after(&res),
+                };
+                Attempted::Failed(failure, Some(res))
+            }
+        }
+    }
 }
 
 fn backoff(config: &Config, round: usize) -> Duration {

@@ -147,7 +147,8 @@
 //! finished (the client or its connection went away) counts in
 //! [`MockProvider::streams_cancelled`], and [`MockProvider::wait_for_cancelled`] waits
 //! for that count without polling. A stream ended by a scripted reset or a malformed
-//! stream counts in neither.
+//! stream counts in neither. A request dropped before its response head (a caller that
+//! gave up during `x-mock-latency-ms`) counts in [`MockProvider::requests_cancelled`].
 
 mod anthropic;
 mod body;

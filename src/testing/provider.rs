@@ -50,6 +50,8 @@ pub struct RecordedRequest {
 pub(crate) struct Shared {
     recorded: Mutex<VecDeque<RecordedRequest>>,
     request_count: AtomicU64,
+    /// Requests whose answer was dropped before its head (see `requests_cancelled`).
+    requests_cancelled: AtomicU64,
     streams_completed: AtomicU64,
     /// `streams_cancelled`, in a watch channel so waiters wake when it moves.
     streams_cancelled: watch::Sender<u64>,
@@ -136,6 +138,7 @@ impl MockProvider {
             shared: Arc::new(Shared {
                 recorded: Mutex::new(VecDeque::with_capacity(RECORDED)),
                 request_count: AtomicU64::new(0),
+                requests_cancelled: AtomicU64::new(0),
                 streams_completed: AtomicU64::new(0),
                 streams_cancelled: watch::Sender::new(0),
                 held: Arc::new(Semaphore::new(0)),
@@ -210,6 +213,13 @@ impl MockProvider {
         self.shared.request_count.load(Ordering::Relaxed)
     }
 
+    /// How many requests were dropped before the mock answered with a response head:
+    /// the caller gave up while the mock waited out `x-mock-latency-ms` (or read the
+    /// request body). Over HTTP, the client closing its connection does that.
+    pub fn requests_cancelled(&self) -> u64 {
+        self.shared.requests_cancelled.load(Ordering::Relaxed)
+    }
+
     /// How many stream bodies sent every event, including the terminal `data: [DONE]`.
     pub fn streams_completed(&self) -> u64 {
         self.shared.streams_completed.load(Ordering::Relaxed)
@@ -260,12 +270,34 @@ where
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let shared = Arc::clone(&self.shared);
-        ResponseFuture::new(async move { Ok(handle(shared, req).await) })
+        let unanswered = Unanswered(Some(Arc::clone(&shared)));
+        ResponseFuture::new(async move {
+            let res = handle(shared, req).await;
+            unanswered.answered();
+            Ok(res)
+        })
     }
 }
 
 crate::macros::boxed_response_future! {
     /// The response future of [`MockProvider`].
+}
+
+/// Counts a request in `requests_cancelled` when dropped before its answer.
+struct Unanswered(Option<Arc<Shared>>);
+
+impl Unanswered {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.requests_cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn header_map<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {

@@ -7,6 +7,7 @@ mod compose;
 mod discipline;
 mod faults;
 mod health;
+mod hedging;
 mod probes;
 mod resolve;
 mod strategies;
