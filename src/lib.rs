@@ -30,6 +30,8 @@
 //! | `jwt` | with `auth`: JWT bearer tokens (HS256, RS256, ES256; keys from code or a JWKS file) |
 //! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
 //! | `postgres` | with `auth`: the PostgreSQL key store |
+//! | `routing` | [`routing`]: channels, key pools, model resolution, strategies, circuit breakers, passive health |
+//! | `failover` | [`failover`]: retries across routing's candidates with backoff and a retry budget |
 //! | `full` | all of the above |
 //!
 //! The core (request parsing, outcome, errors, SSE) needs no feature.
@@ -51,6 +53,9 @@ pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod extension;
+#[cfg(feature = "failover")]
+#[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
+pub mod failover;
 #[cfg(feature = "metering")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metering")))]
 pub mod metering;
@@ -60,6 +65,9 @@ pub mod providers;
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
 pub mod ratelimit;
 pub mod request;
+#[cfg(feature = "routing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "routing")))]
+pub mod routing;
 pub mod sse;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

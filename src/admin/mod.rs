@@ -17,6 +17,8 @@
 //! | `GET /admin/requests` | individual usage records, newest first (`?key_id=&team=&model=&from=&to=&limit=50&before=`; `next` in the answer is the `before` of the next page); no message content is stored |
 //! | `POST /admin/balances/{key_id or team}` | `{"amount": "12.50"}` credits a prepaid balance (negative debits; 0 opens an empty one), with [`Admin::with_balances`] |
 //! | `GET /admin/balances/{key_id or team}` | the balance, or 404 for a postpaid account |
+//! | `GET /admin/channels`, `GET /admin/channels/{id}` | channels with health (`healthy`, `degraded`, `down`), circuit (`closed`, `open`, `half_open`), latency, success rate and per-key counters (never a key), with [`Admin::with_channels`] (feature `routing`) |
+//! | `POST /admin/channels/{id}/disable`, `/enable` | takes a channel out of routing and back, at once |
 //!
 //! `POST /admin/keys` fields (all optional): `name`, `team` (created on first use),
 //! `role` (`admin`, `developer` — the default —, `viewer`), `models` (globs, e.g.
@@ -44,6 +46,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "routing")]
+mod channels;
 mod dashboard;
 mod keys;
 mod time;
@@ -70,6 +74,8 @@ pub struct Admin {
     keys: Keys,
     #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
     usage: Option<std::sync::Arc<dyn crate::metering::UsageSource>>,
+    #[cfg(feature = "routing")]
+    router: Option<crate::routing::Router>,
     #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
     accounts: Option<(
         crate::metering::Accounts,
@@ -93,6 +99,8 @@ impl Admin {
             keys,
             #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
             usage: None,
+            #[cfg(feature = "routing")]
+            router: None,
             #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
             accounts: None,
         }
@@ -118,9 +126,19 @@ impl Admin {
         self
     }
 
+    /// Serves `/admin/channels` for this routing table (feature `routing`): health,
+    /// circuit state, latency and per-key counters, and run-time enable / disable.
+    #[cfg(feature = "routing")]
+    pub fn with_channels(mut self, router: crate::routing::Router) -> Self {
+        self.router = Some(router);
+        self
+    }
+
     /// The routes, under `/admin`.
     pub fn into_router(self) -> axum::Router {
         let routes = keys::routes();
+        #[cfg(feature = "routing")]
+        let routes = routes.merge(channels::routes());
         #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
         let routes = routes.merge(usage::routes());
         routes.with_state(self)

@@ -112,6 +112,33 @@
 //!
 //! Booleans accept `true`/`false`, `1`/`0` and `yes`/`no`.
 //!
+//! # Per-instance scripts
+//!
+//! Headers script one request wherever it goes; to make one mock fail while another
+//! answers the same request (fail-over), script the instance:
+//! [`MockProvider::set_script`] applies `x-mock-*` headers to every request it
+//! receives, [`MockProvider::queue_script`] to the next ones (one set per request,
+//! before the default), and [`MockProvider::clear_script`] removes both. A header the
+//! request sends itself wins over the instance's.
+//!
+//! ```
+//! # use tollgate::testing::MockProvider;
+//! # use tower::ServiceExt;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tollgate::BoxError> {
+//! let mock = MockProvider::new();
+//! mock.set_script([("x-mock-status", "503")]);
+//! mock.queue_script([("x-mock-status", "429")]);
+//! let ask = || http::Request::post("/v1/chat/completions")
+//!     .body(tollgate::Body::from(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#))
+//!     .unwrap();
+//! assert_eq!(mock.clone().oneshot(ask()).await?.status(), 429); // queued
+//! assert_eq!(mock.clone().oneshot(ask()).await?.status(), 503); // default
+//! mock.clear_script();
+//! assert_eq!(mock.clone().oneshot(ask()).await?.status(), 200);
+//! # Ok(()) }
+//! ```
+//!
 //! # Observing the mock
 //!
 //! [`MockProvider::requests`] returns the last 64 requests (method, URI, headers, body)
@@ -120,7 +147,8 @@
 //! finished (the client or its connection went away) counts in
 //! [`MockProvider::streams_cancelled`], and [`MockProvider::wait_for_cancelled`] waits
 //! for that count without polling. A stream ended by a scripted reset or a malformed
-//! stream counts in neither.
+//! stream counts in neither. A request dropped before its response head (a caller that
+//! gave up during `x-mock-latency-ms`) counts in [`MockProvider::requests_cancelled`].
 
 mod anthropic;
 mod body;

@@ -50,11 +50,18 @@ pub struct RecordedRequest {
 pub(crate) struct Shared {
     recorded: Mutex<VecDeque<RecordedRequest>>,
     request_count: AtomicU64,
+    /// Requests whose answer was dropped before its head (see `requests_cancelled`).
+    requests_cancelled: AtomicU64,
     streams_completed: AtomicU64,
     /// `streams_cancelled`, in a watch channel so waiters wake when it moves.
     streams_cancelled: watch::Sender<u64>,
     /// Permits for streams held before their last content chunk.
     held: Arc<Semaphore>,
+    /// `x-mock-*` headers applied to every request (see [`MockProvider::set_script`]).
+    default_script: Mutex<HeaderMap>,
+    /// `x-mock-*` headers for the next requests, one set each
+    /// (see [`MockProvider::queue_script`]).
+    queued_scripts: Mutex<VecDeque<HeaderMap>>,
 }
 
 impl Shared {
@@ -75,6 +82,35 @@ impl Shared {
                 permit.forget();
             }
         }
+    }
+
+    /// The instance's script for one request, the request's own `x-mock-*` headers
+    /// laid over it; `None` when the instance has none.
+    fn instance_script(&self, request: &HeaderMap) -> Option<HeaderMap> {
+        let queued = self
+            .queued_scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front();
+        let mut headers = match queued {
+            Some(headers) => headers,
+            None => {
+                let default = self
+                    .default_script
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if default.is_empty() {
+                    return None;
+                }
+                default.clone()
+            }
+        };
+        for (name, value) in request {
+            if name.as_str().starts_with("x-mock-") {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        Some(headers)
     }
 
     /// Records a request and returns its number (1 for the first).
@@ -102,11 +138,57 @@ impl MockProvider {
             shared: Arc::new(Shared {
                 recorded: Mutex::new(VecDeque::with_capacity(RECORDED)),
                 request_count: AtomicU64::new(0),
+                requests_cancelled: AtomicU64::new(0),
                 streams_completed: AtomicU64::new(0),
                 streams_cancelled: watch::Sender::new(0),
                 held: Arc::new(Semaphore::new(0)),
+                default_script: Mutex::new(HeaderMap::new()),
+                queued_scripts: Mutex::new(VecDeque::new()),
             }),
         }
+    }
+
+    /// Scripts every request this mock (and its clones) receives, as if it carried
+    /// these `x-mock-*` headers; a header the request sends itself wins. Replaces the
+    /// previous default script; an empty list removes it. This is how one instance
+    /// fails while another answers the same request (fail-over tests).
+    ///
+    /// # Panics
+    ///
+    /// When a name or value is not a valid header (names are lowercase).
+    pub fn set_script<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let headers = header_map(headers);
+        *self
+            .shared
+            .default_script
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = headers;
+    }
+
+    /// Scripts the next request this mock receives (queued scripts are used one per
+    /// request, in order, before the default script of
+    /// [`set_script`](Self::set_script)); a header the request sends itself wins.
+    ///
+    /// # Panics
+    ///
+    /// When a name or value is not a valid header (names are lowercase).
+    pub fn queue_script<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let headers = header_map(headers);
+        self.shared
+            .queued_scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(headers);
+    }
+
+    /// Removes the default script and every queued one.
+    pub fn clear_script(&self) {
+        self.set_script([]);
+        self.shared
+            .queued_scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Lets `n` streams that wait before their last content chunk
@@ -129,6 +211,13 @@ impl MockProvider {
     /// How many requests the mock received (counted once their body was read).
     pub fn request_count(&self) -> u64 {
         self.shared.request_count.load(Ordering::Relaxed)
+    }
+
+    /// How many requests were dropped before the mock answered with a response head:
+    /// the caller gave up while the mock waited out `x-mock-latency-ms` (or read the
+    /// request body). Over HTTP, the client closing its connection does that.
+    pub fn requests_cancelled(&self) -> u64 {
+        self.shared.requests_cancelled.load(Ordering::Relaxed)
     }
 
     /// How many stream bodies sent every event, including the terminal `data: [DONE]`.
@@ -181,12 +270,47 @@ where
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let shared = Arc::clone(&self.shared);
-        ResponseFuture::new(async move { Ok(handle(shared, req).await) })
+        let unanswered = Unanswered(Some(Arc::clone(&shared)));
+        ResponseFuture::new(async move {
+            let res = handle(shared, req).await;
+            unanswered.answered();
+            Ok(res)
+        })
     }
 }
 
 crate::macros::boxed_response_future! {
     /// The response future of [`MockProvider`].
+}
+
+/// Counts a request in `requests_cancelled` when dropped before its answer.
+struct Unanswered(Option<Arc<Shared>>);
+
+impl Unanswered {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.requests_cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn header_map<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
+    headers
+        .into_iter()
+        .map(|(name, value)| {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .unwrap_or_else(|_| panic!("invalid header name {name:?}"));
+            let value = HeaderValue::from_str(value)
+                .unwrap_or_else(|_| panic!("invalid header value {value:?}"));
+            (name, value)
+        })
+        .collect()
 }
 
 // ===== routing =====
@@ -288,7 +412,8 @@ where
     let Some(route) = Route::new(&parts.method, parts.uri.path()) else {
         return openai::invalid_url(&parts.method, &parts.uri);
     };
-    let script = match Script::from_headers(&parts.headers) {
+    let instance = shared.instance_script(&parts.headers);
+    let script = match Script::from_headers(instance.as_ref().unwrap_or(&parts.headers)) {
         Ok(script) => script,
         Err(err) => return route.bad_request(BadRequest::new(err.to_string(), err.header)),
     };

@@ -43,7 +43,7 @@
 //! Any OpenAI-compatible base URL works (DeepSeek, GLM, Qwen, vLLM, Ollama).
 
 mod body;
-mod redact;
+pub(crate) mod redact;
 mod service;
 mod target;
 

@@ -2,6 +2,7 @@
 #![cfg(all(feature = "auth", feature = "testing"))]
 
 mod admin;
+mod admin_channels;
 mod admin_metering;
 #[cfg(feature = "jwt")]
 mod jwt;

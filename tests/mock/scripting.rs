@@ -140,3 +140,31 @@ async fn invalid_header_values_are_400_naming_the_header() {
         );
     }
 }
+
+#[tokio::test]
+async fn instance_scripts_apply_per_mock() {
+    let failing = MockProvider::new();
+    let healthy = MockProvider::new();
+    failing.set_script([("x-mock-status", "500")]);
+    let req = || post("chat/completions", &chat("x"), &[]);
+    assert_eq!(call(&failing, req()).await.status(), 500);
+    assert_eq!(call(&healthy, req()).await.status(), 200);
+
+    // Queued scripts go first, one per request; the request's own headers win.
+    failing.queue_script([("x-mock-status", "429")]);
+    failing.queue_script([("x-mock-status", "503"), ("x-mock-latency-ms", "0")]);
+    assert_eq!(call(&failing, req()).await.status(), 429);
+    assert_eq!(call(&failing, req()).await.status(), 503);
+    assert_eq!(call(&failing, req()).await.status(), 500);
+    let own = post("chat/completions", &chat("x"), &[("x-mock-status", "418")]);
+    assert_eq!(call(&failing, own).await.status(), 418);
+
+    // Clearing restores the plain mock; a clone shares the script.
+    failing.clear_script();
+    assert_eq!(call(&failing.clone(), req()).await.status(), 200);
+    healthy.clone().set_script([("x-mock-malformed", "true")]);
+    let res = call(&healthy, req()).await;
+    assert_eq!(res.status(), 200);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_err());
+}

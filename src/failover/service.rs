@@ -1,0 +1,436 @@
+//! [`Failover`]: the service and its attempt loop.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use tokio::time::Instant;
+use tower::retry::budget::Budget;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use super::layer::{Config, FailoverLayer};
+use crate::error::{ErrorKind, GatewayError};
+use crate::extension::ServedBy;
+use crate::request::LlmRequest;
+use crate::routing::{
+    record_attempt, retry_after, AttemptResult, Candidate, Candidates, Health, Recorded,
+};
+use crate::upstream::redact::redact;
+use crate::upstream::Target;
+use crate::{Body, BoxError, Dialect};
+
+/// The fail-over service. See the [module docs](super).
+#[derive(Clone)]
+pub struct Failover<S> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<S> Failover<S> {
+    /// Wraps `inner` with the default [`FailoverLayer`].
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&FailoverLayer::new(), inner)
+    }
+
+    /// A [`FailoverLayer`] to configure.
+    pub fn layer() -> FailoverLayer {
+        FailoverLayer::new()
+    }
+
+    crate::macros::inner_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for Failover<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failover")
+            .field("inner", &self.inner)
+            .field("max_attempts", &self.config.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for Failover<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: fmt::Display + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Move the service that was made ready into the future; leave its clone.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(failover(inner, self.config.clone(), req.map(Body::new)))
+    }
+}
+
+crate::macros::boxed_response_future! {
+    /// Response future of [`Failover`].
+}
+
+/// One failed attempt, for the final error.
+struct Failure {
+    channel: Arc<str>,
+    status: Option<StatusCode>,
+    reason: String,
+    retry_after: Option<Duration>,
+}
+
+async fn failover<S>(
+    mut inner: S,
+    config: Arc<Config>,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    S::Future: Send + 'static,
+    S::Error: fmt::Display,
+{
+    let Some(candidates) = req.extensions().get::<Candidates>().cloned() else {
+        // Nothing to fail over across: one attempt, as is.
+        return inner.call(req).await;
+    };
+    let llm = match LlmRequest::extract(&mut req).await {
+        Ok(llm) => llm,
+        Err(err) => return Ok(err.to_response(Dialect::from_path(req.uri().path()))),
+    };
+    let (parts, _) = req.into_parts();
+    let body = llm.raw().clone();
+    let clock = candidates.list[0].channel.inner.clock;
+    let n = candidates.len();
+    let max = config.max_attempts as usize;
+    config.budget.deposit();
+
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut last: Option<(Response<Body>, &Candidate)> = None;
+    let mut budget_exhausted = false;
+    let mut made = 0u32;
+    let mut attempt = 0usize;
+    while attempt < max {
+        let candidate = &candidates.list[attempt % n];
+        let channel = &candidate.channel;
+        let round = attempt / n;
+        attempt += 1;
+        if attempt > 1 {
+            match channel.health() {
+                Health::CircuitOpen | Health::Down => continue,
+                _ if !channel.is_enabled() => continue,
+                _ => {}
+            }
+            let mut wait = Duration::ZERO;
+            if round > 0 {
+                wait = backoff(&config, round);
+                let now = clock.now_ms();
+                if candidate.retarget(now).is_none() {
+                    let left = channel.cooldown_left(now);
+                    if left > config.max_retry_wait {
+                        continue;
+                    }
+                    wait = wait.max(left);
+                }
+            }
+            if !config.budget.withdraw() {
+                budget_exhausted = true;
+                break;
+            }
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            inner.ready().await?;
+        }
+        let Some((key, target)) = candidate.retarget(clock.now_ms()) else {
+            continue;
+        };
+        made += 1;
+        let mut primary = std::pin::pin!(start(
+            &mut inner, &parts, &body, candidate, key, target, &config
+        ));
+
+        // Hedging: the first attempt is slow to answer; start the next candidate too.
+        let hedge = match (config.hedge_after, candidates.list.get(1)) {
+            (Some(delay), Some(next)) if made == 1 && max >= 2 => Some((delay, next)),
+            _ => None,
+        };
+        let outcome = match hedge {
+            None => primary.await,
+            Some((delay, next)) => match tokio::time::timeout(delay, primary.as_mut()).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let now = clock.now_ms();
+                    let hedged = match next.retarget(now) {
+                        Some(pick)
+                            if next.channel.is_enabled()
+                                && !matches!(
+                                    next.channel.health(),
+                                    Health::CircuitOpen | Health::Down
+                                )
+                                && config.budget.withdraw() =>
+                        {
+                            Some(pick)
+                        }
+                        _ => None,
+                    };
+                    match hedged {
+                        None => primary.await,
+                        Some((key, target)) => {
+                            let mut second = inner.clone();
+                            second.ready().await?;
+                            made += 1;
+                            attempt = 2;
+                            let mut other = std::pin::pin!(start(
+                                &mut second,
+                                &parts,
+                                &body,
+                                next,
+                                key,
+                                target,
+                                &config
+                            ));
+                            let (mut a, mut b) = (None, None);
+                            let winner = std::future::poll_fn(|cx| {
+                                if a.is_none() {
+                                    if let Poll::Ready(x) = primary.as_mut().poll(cx) {
+                                        a = Some(x);
+                                    }
+                                }
+                                if b.is_none() {
+                                    if let Poll::Ready(x) = other.as_mut().poll(cx) {
+                                        b = Some(x);
+                                    }
+                                }
+                                match (&a, &b) {
+                                    (Some(Attempted::Final(_)), _) => Poll::Ready(0),
+                                    (_, Some(Attempted::Final(_))) => Poll::Ready(1),
+                                    (Some(_), Some(_)) => Poll::Ready(2),
+                                    _ => Poll::Pending,
+                                }
+                            })
+                            .await;
+                            // The loser, if still running, is dropped (cancelled) on return.
+                            match (winner, a, b) {
+                                (0, Some(Attempted::Final(res)), _) => {
+                                    return Ok(finish(res, candidate, made))
+                                }
+                                (1, _, Some(Attempted::Final(res))) => {
+                                    return Ok(finish(res, next, made))
+                                }
+                                (
+                                    _,
+                                    Some(Attempted::Failed(f1, r1)),
+                                    Some(Attempted::Failed(f2, r2)),
+                                ) => {
+                                    failures.push(f1);
+                                    failures.push(f2);
+                                    last = r2.map(|r| (r, next)).or(r1.map(|r| (r, candidate)));
+                                    continue;
+                                }
+                                _ => unreachable!(
+                                    "the race ends with a final answer or two failures"
+                                ),
+                            }
+                        }
+                    }
+                }
+            },
+        };
+        match outcome {
+            Attempted::Final(res) => return Ok(finish(res, candidate, made)),
+            Attempted::Failed(failure, res) => {
+                failures.push(failure);
+                if let Some(res) = res {
+                    last = Some((res, candidate));
+                }
+            }
+        }
+    }
+
+    // Every attempt failed. One attempt: its own answer, as if there were no fail-over.
+    if let (1, Some((res, candidate))) = (failures.len(), last.take()) {
+        return Ok(finish(res, candidate, made));
+    }
+    let model = llm.model();
+    let mut message = format!(
+        "Every upstream attempt for the model `{model}` failed ({} attempt{}): ",
+        made,
+        if made == 1 { "" } else { "s" }
+    );
+    for (i, f) in failures.iter().enumerate() {
+        if i > 0 {
+            message.push_str("; ");
+        }
+        let status = f
+            .status
+            .map_or("error".to_owned(), |s| s.as_u16().to_string());
+        message.push_str(&format!(
+            "{}. `{}` ({status}): {}",
+            i + 1,
+            f.channel,
+            f.reason
+        ));
+    }
+    if failures.is_empty() {
+        message.push_str("no candidate could be tried");
+    }
+    if budget_exhausted {
+        message.push_str("; retries stopped: the retry budget is exhausted");
+    }
+    message.push('.');
+    let all_throttled = !failures.is_empty()
+        && failures
+            .iter()
+            .all(|f| f.status == Some(StatusCode::TOO_MANY_REQUESTS));
+    let err = if all_throttled {
+        let wait = failures
+            .iter()
+            .filter_map(|f| f.retry_after)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        GatewayError::new(ErrorKind::RateLimited, message).with_retry_after(wait.as_secs().max(1))
+    } else {
+        GatewayError::upstream(message)
+    };
+    let mut res = err.to_response(llm.dialect());
+    set_attempt_headers(&mut res, None, made);
+    res.extensions_mut().insert(Recorded);
+    Ok(res)
+}
+
+/// How one attempt ended.
+enum Attempted {
+    /// An answer that ends the request: a success, or a status that is not retried.
+    Final(Response<Body>),
+    /// A failure worth another candidate, with the answer when there was one.
+    Failed(Failure, Option<Response<Body>>),
+}
+
+/// Sends one attempt to `candidate` through `inner` (which must be ready) and returns
+/// the future of its outcome; the attempt feeds its channel's statistics when it ends.
+/// Dropping the future cancels the attempt (nothing is recorded).
+fn start<S>(
+    inner: &mut S,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    candidate: &Candidate,
+    key: usize,
+    target: Target,
+    config: &Arc<Config>,
+) -> impl std::future::Future<Output = Attempted> + Send + 'static
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: fmt::Display,
+{
+    let secret = target.api_key().map(|k| k.expose().to_owned());
+    let mut req = Request::from_parts(parts.clone(), Body::from(body.clone()));
+    req.extensions_mut().insert::<Target>(target);
+    let channel = candidate.channel.clone();
+    let config = config.clone();
+    let in_flight = channel.start(key);
+    let started = Instant::now();
+    let call = inner.call(req);
+    async move {
+        let result = match config.attempt_timeout {
+            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| limit),
+            None => Ok(call.await),
+        };
+        drop(in_flight);
+        let redact_key =
+            |text: &str| redact(text, &secret.as_deref().into_iter().collect::<Vec<_>>());
+        let id = channel.inner.id.clone();
+        match result {
+            Err(limit) => {
+                channel.record(key, AttemptResult::Failure);
+                let failure = Failure {
+                    channel: id,
+                    status: Some(StatusCode::GATEWAY_TIMEOUT),
+                    reason: format!("no response head within {limit:?}"),
+                    retry_after: None,
+                };
+                Attempted::Failed(failure, None)
+            }
+            Ok(Err(err)) => {
+                channel.record(key, AttemptResult::Failure);
+                let failure = Failure {
+                    channel: id,
+                    status: None,
+                    reason: redact_key(&err.to_string()),
+                    retry_after: None,
+                };
+                Attempted::Failed(failure, None)
+            }
+            Ok(Ok(res)) => {
+                record_attempt(&channel, key, &res, started.elapsed());
+                if !config.retry_on.contains(&res.status()) {
+                    return Attempted::Final(res);
+                }
+                let reason = match res.extensions().get::<GatewayError>() {
+                    Some(err) => redact_key(err.message()),
+                    None => res
+                        .status()
+                        .canonical_reason()
+                        .unwrap_or("error")
+                        .to_owned(),
+                };
+                let failure = Failure {
+                    channel: id,
+                    status: Some(res.status()),
+                    reason,
+                    retry_after: retry_after(&res),
+                };
+                Attempted::Failed(failure, Some(res))
+            }
+        }
+    }
+}
+
+fn backoff(config: &Config, round: usize) -> Duration {
+    let exp = config
+        .backoff_base
+        .saturating_mul(1u32 << (round - 1).min(16))
+        .min(config.backoff_max);
+    // Equal jitter: between half and all of it.
+    exp.mul_f64(0.5 + 0.5 * config.rng.f64())
+}
+
+/// The answer of the attempt that ends the request, with the attempt headers.
+fn finish(mut res: Response<Body>, candidate: &Candidate, attempts: u32) -> Response<Body> {
+    set_attempt_headers(&mut res, Some(candidate.channel.id()), attempts);
+    let served = res.extensions_mut().get_mut::<ServedBy>();
+    match served {
+        Some(served) => served.attempts = attempts,
+        None => {
+            let model = candidate.target.model().map(Arc::from);
+            let mut served = ServedBy::new(candidate.channel.id(), model);
+            served.attempts = attempts;
+            res.extensions_mut().insert(served);
+        }
+    }
+    res.extensions_mut().insert(Recorded);
+    res
+}
+
+fn set_attempt_headers(res: &mut Response<Body>, target: Option<&str>, attempts: u32) {
+    let headers = res.headers_mut();
+    if let Some(value) = target.and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert(HeaderName::from_static("x-tollgate-target"), value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-tollgate-attempts"),
+        HeaderValue::from(attempts),
+    );
+}

@@ -1,0 +1,364 @@
+//! [`Router`]: the channels, aliases and strategy shared by every request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::candidates::{Candidate, Candidates};
+use super::channel::{ChannelBuilder, TrialPermit};
+use super::health::{Block, HealthPolicy};
+use super::strategy::{Choice, RouteStrategy, WeightedRandom};
+use super::Channel;
+use crate::error::{ErrorKind, GatewayError};
+
+/// Milliseconds on the tokio clock since the router was built, plus one (0 means
+/// "never" in the atomics). Paused tokio time drives every transition in tests.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        tokio::time::Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_millis() as u64
+            + 1
+    }
+}
+
+/// The routing table: channels, aliases (model groups) and the strategy. Cheap to
+/// clone (one `Arc`); give clones to [`RoutingLayer`](super::RoutingLayer) and to
+/// whatever enables or disables channels at run time. See the [module docs](super).
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    channels: Box<[Channel]>,
+    aliases: HashMap<Box<str>, Box<[Box<str>]>>,
+    strategy: Box<dyn RouteStrategy>,
+    pub(crate) clock: Clock,
+}
+
+/// Builds a [`Router`]. Made by [`Router::builder`].
+#[must_use]
+pub struct RouterBuilder {
+    channels: Vec<ChannelBuilder>,
+    aliases: HashMap<Box<str>, Box<[Box<str>]>>,
+    strategy: Box<dyn RouteStrategy>,
+    policy: HealthPolicy,
+    #[cfg(feature = "metering")]
+    prices: Option<crate::metering::PriceTable>,
+}
+
+/// A router configuration that cannot work, naming what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterError(String);
+
+impl fmt::Display for RouterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RouterError {}
+
+impl RouterBuilder {
+    /// Adds a channel. Its position is its order for [`RoundRobin`](super::RoundRobin).
+    pub fn channel(mut self, channel: ChannelBuilder) -> Self {
+        self.channels.push(channel);
+        self
+    }
+
+    /// Defines `name` as an alias or model group: a request for it may go to any of
+    /// `models` (each a model name, `provider/model` or `model:provider`; not another
+    /// alias). An alias hides a model of the same name.
+    pub fn alias<I, M>(mut self, name: impl Into<String>, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        let models = models
+            .into_iter()
+            .map(|m| m.into().into_boxed_str())
+            .collect();
+        self.aliases.insert(name.into().into_boxed_str(), models);
+        self
+    }
+
+    /// The strategy ordering the candidates (default [`WeightedRandom`]).
+    pub fn strategy(mut self, strategy: impl RouteStrategy) -> Self {
+        self.strategy = Box::new(strategy);
+        self
+    }
+
+    /// Circuit breaker, passive health and key cool-down thresholds.
+    pub fn health(mut self, policy: HealthPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Prices for [`LowestCost`](super::LowestCost) and [`Composite`](super::Composite):
+    /// each listed model of a channel without an explicit
+    /// [`cost`](ChannelBuilder::cost) costs the average of its input and output price
+    /// per million tokens, looked up by the channel's
+    /// [`price_ref`](ChannelBuilder::price_ref) or else its upstream model name.
+    #[cfg(feature = "metering")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metering")))]
+    pub fn prices(mut self, prices: &crate::metering::PriceTable) -> Self {
+        self.prices = Some(prices.clone());
+        self
+    }
+
+    /// Builds the router; fails on a duplicate channel id, a channel without models, or
+    /// an alias naming nothing a channel serves.
+    pub fn build(self) -> Result<Router, RouterError> {
+        let clock = Clock::new();
+        let policy = Arc::new(self.policy);
+        let mut channels: Vec<Channel> = Vec::with_capacity(self.channels.len());
+        for (index, builder) in self.channels.into_iter().enumerate() {
+            if channels.iter().any(|c| c.id() == &*builder.id) {
+                return Err(RouterError(format!(
+                    "duplicate channel id `{}`",
+                    builder.id
+                )));
+            }
+            let channel = builder
+                .build(index, clock, policy.clone())
+                .map_err(RouterError)?;
+            channels.push(channel);
+        }
+        #[cfg(feature = "metering")]
+        if let Some(prices) = &self.prices {
+            for channel in &mut channels {
+                let inner = Arc::get_mut(&mut channel.inner).expect("not shared yet");
+                if inner.cost.is_some() {
+                    continue;
+                }
+                for entry in inner.models.iter_mut() {
+                    let name = inner.price_ref.as_deref().unwrap_or(&entry.upstream);
+                    entry.cost = prices
+                        .get(name)
+                        .or_else(|| prices.get(&entry.name))
+                        .map(|p| (p.input.nanos() as f64 + p.output.nanos() as f64) / 2e9);
+                }
+            }
+        }
+        let router = Router {
+            shared: Arc::new(Shared {
+                channels: channels.into(),
+                aliases: HashMap::new(),
+                strategy: self.strategy,
+                clock,
+            }),
+        };
+        for (alias, models) in &self.aliases {
+            for model in models.iter() {
+                let mut found = Vec::new();
+                router.matches(model, false, &mut found);
+                if found.is_empty() {
+                    return Err(RouterError(format!(
+                        "alias `{alias}` names `{model}`, which no channel serves"
+                    )));
+                }
+            }
+        }
+        let mut router = router;
+        Arc::get_mut(&mut router.shared)
+            .expect("not shared yet")
+            .aliases = self.aliases;
+        Ok(router)
+    }
+}
+
+impl fmt::Debug for RouterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("channels", &self.channels)
+            .field("aliases", &self.aliases)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One channel that serves the model: (channel index, upstream model, cost).
+type Match = (usize, Arc<str>, Option<f64>);
+
+impl Router {
+    /// A builder with no channels, [`WeightedRandom`] and the default
+    /// [`HealthPolicy`].
+    pub fn builder() -> RouterBuilder {
+        RouterBuilder {
+            channels: Vec::new(),
+            aliases: HashMap::new(),
+            strategy: Box::new(WeightedRandom::new()),
+            policy: HealthPolicy::new(),
+            #[cfg(feature = "metering")]
+            prices: None,
+        }
+    }
+
+    /// The channel named `id`.
+    pub fn channel(&self, id: &str) -> Option<&Channel> {
+        self.shared.channels.iter().find(|c| c.id() == id)
+    }
+
+    /// Every channel, in the order they were added.
+    pub fn channels(&self) -> impl ExactSizeIterator<Item = &Channel> {
+        self.shared.channels.iter()
+    }
+
+    /// The candidates for `model`, best first: 404 (`model_not_found`) when no channel
+    /// serves it, 503 (`no_healthy_upstream`, naming the model and why each channel
+    /// was skipped) when every channel that serves it is disabled, down, open or has
+    /// all its keys cooling down.
+    pub fn resolve(&self, model: &str) -> Result<Candidates, GatewayError> {
+        let mut found: Vec<Match> = Vec::new();
+        self.matches(model, true, &mut found);
+        if found.is_empty() {
+            return Err(GatewayError::model_not_found(model));
+        }
+        let now = self.shared.clock.now_ms();
+        let channels = &self.shared.channels;
+        let mut admitted: Vec<(usize, Option<Arc<TrialPermit>>)> = Vec::with_capacity(found.len());
+        let mut choices: Vec<Choice<'_>> = Vec::with_capacity(found.len());
+        let mut refused: Vec<(usize, Block)> = Vec::new();
+        for (slot, (index, upstream, cost)) in found.iter().enumerate() {
+            let channel = &channels[*index];
+            let Some(key) = channel.pick_key(now) else {
+                refused.push((*index, Block::KeysCooling));
+                continue;
+            };
+            match channel.admit(now) {
+                Ok(permit) => {
+                    admitted.push((key, permit));
+                    choices.push(Choice {
+                        channel,
+                        model: upstream,
+                        cost: *cost,
+                        now,
+                        slot,
+                    });
+                }
+                Err(block) => refused.push((*index, block)),
+            }
+        }
+        if choices.is_empty() {
+            let reasons: Vec<String> = refused
+                .iter()
+                .map(|(i, block)| format!("`{}` {block}", channels[*i].id()))
+                .collect();
+            return Err(GatewayError::new(
+                ErrorKind::NoHealthyUpstream,
+                format!(
+                    "No channel can serve the model `{model}` right now ({}); retry later.",
+                    reasons.join(", ")
+                ),
+            )
+            .with_param("model")
+            .with_retry_after(1));
+        }
+        // `admitted` is indexed like `choices` before ordering; remember by slot.
+        let mut by_slot: Vec<Option<(usize, Option<Arc<TrialPermit>>)>> =
+            (0..found.len()).map(|_| None).collect();
+        for (choice, admission) in choices.iter().zip(admitted) {
+            by_slot[choice.slot] = Some(admission);
+        }
+        self.shared.strategy.order(&mut choices);
+        // Degraded channels go after the healthy ones (stable).
+        if choices.iter().any(|c| c.channel.inner.health.is_degraded()) {
+            choices.sort_by_key(|c| c.channel.inner.health.is_degraded());
+        }
+        let list: Vec<Candidate> = choices
+            .iter()
+            .map(|c| {
+                let (key, permit) = by_slot[c.slot].take().expect("each slot once");
+                let upstream = &found[c.slot].1;
+                Candidate {
+                    channel: c.channel.clone(),
+                    key,
+                    target: c.channel.target(key, model, upstream),
+                    model: upstream.clone(),
+                    renamed: &**upstream != model,
+                    _permit: permit,
+                }
+            })
+            .collect();
+        Ok(Candidates { list: list.into() })
+    }
+
+    /// Appends every (channel, upstream model) serving `model`, deduplicated.
+    fn matches(&self, model: &str, aliases: bool, out: &mut Vec<Match>) {
+        let channels = &self.shared.channels;
+        let push = |out: &mut Vec<Match>, m: Match| {
+            if !out.iter().any(|x| x.0 == m.0 && x.1 == m.1) {
+                out.push(m);
+            }
+        };
+        if aliases {
+            if let Some(models) = self.shared.aliases.get(model) {
+                for m in models.iter() {
+                    self.matches(m, false, out);
+                }
+                return;
+            }
+        }
+        if model == "auto" {
+            for c in channels.iter().filter(|c| c.inner.auto) {
+                if let Some(e) = c.inner.models.first() {
+                    push(out, (c.inner.index, e.upstream.clone(), e.cost));
+                }
+            }
+            return;
+        }
+        let before = out.len();
+        for c in channels.iter() {
+            if let Some(e) = c.entry(model) {
+                push(out, (c.inner.index, e.upstream.clone(), e.cost));
+            }
+        }
+        if out.len() > before {
+            return;
+        }
+        // `provider/model` (or `channel/model`), then `model:provider`.
+        let pinned = model
+            .split_once('/')
+            .into_iter()
+            .chain(model.rsplit_once(':').map(|(m, p)| (p, m)));
+        for (pin, name) in pinned {
+            if name.is_empty() {
+                continue;
+            }
+            for c in channels
+                .iter()
+                .filter(|c| c.id() == pin || c.provider() == pin)
+            {
+                if let Some(e) = c.entry(name) {
+                    push(out, (c.inner.index, e.upstream.clone(), e.cost));
+                } else if c.inner.any_model {
+                    push(out, (c.inner.index, Arc::from(name), c.inner.cost));
+                }
+            }
+            if out.len() > before {
+                return;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("channels", &self.shared.channels)
+            .field("aliases", &self.shared.aliases)
+            .finish_non_exhaustive()
+    }
+}
