@@ -59,7 +59,8 @@ fn run_sdk_script(module: &str, script: &str, test: &str) {
 }
 
 /// Every request the SDK made is in the ledger; every complete answer is exact and
-/// priced (the mock models have a nominal price).
+/// priced (the mock models have a nominal price), and costs nothing when the cache
+/// answered.
 fn check_ledger(db: &Path) {
     use tollgate::metering::SqliteLedger;
     use tollgate::outcome::End;
@@ -84,7 +85,11 @@ fn check_ledger(db: &Path) {
         .collect();
     assert!(!complete.is_empty());
     for r in &complete {
-        assert!(r.exact && r.priced && r.cost.nanos() > 0, "{r:?}");
+        // A cache hit costs nothing: no provider was paid for it.
+        assert!(
+            r.exact && r.priced && (r.cost.nanos() > 0) != r.cache_hit,
+            "{r:?}"
+        );
         assert!(r.prompt_tokens > 0, "{r:?}");
     }
     assert!(

@@ -252,6 +252,29 @@ def translated_errors():
         raise AssertionError("expected a 400 naming n")
 
 
+@check
+def cached_stream_replays_as_a_well_formed_stream():
+    # temperature 0: deterministic, so the embedded default cache stores it; the second
+    # identical request is a hit replayed as an SSE stream the SDK parses the same way.
+    messages = [{"role": "user", "content": "cache this stream please"}]
+    runs = []
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=messages, temperature=0, stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(raw.parse())
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        runs.append((raw.headers.get("x-tollgate-cache"), text, chunks[-1].usage))
+    (first, text1, usage1), (second, text2, usage2) = runs
+    assert (first, second) == ("miss", "hit"), (first, second)
+    assert text1 == text2 and "cache this stream please" in text2, (text1, text2)
+    assert usage2 is not None and usage2.completion_tokens == usage1.completion_tokens, (usage1, usage2)
+    # The same answer without streaming is served from the same entry, converted.
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, temperature=0)
+    assert raw.parse().choices[0].message.content == text1
+
+
 for fn in CHECKS:
     fn()
     print(f"ok: {fn.__name__}", flush=True)
