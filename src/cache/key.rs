@@ -122,38 +122,58 @@ impl DefaultMakeCacheKey {
 
 impl MakeCacheKey for DefaultMakeCacheKey {
     fn make_cache_key(&self, req: &Request<Body>, llm: &LlmRequest) -> Option<CacheKey> {
-        let mut hasher = Sha256::new();
-        hasher.update(b"tollgate-cache-v1\0");
-        match req.extensions().get::<CacheScope>() {
-            Some(scope) => {
-                hasher.update(b"scope\0");
-                field(&mut hasher, scope.0.as_bytes());
-            }
-            None if principal_scope(&mut hasher, req) => {}
-            None => credential_scope(&mut hasher, req),
-        }
-        field(&mut hasher, endpoint_name(llm.endpoint()).as_bytes());
-        field(&mut hasher, llm.model().as_bytes());
-        let usage = llm.include_usage() && llm.dialect() == Dialect::OpenAi;
-        hasher.update([u8::from(llm.is_stream()), u8::from(usage)]);
-        match llm.json() {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map
-                    .keys()
-                    .filter(|k| !IGNORED.contains(&k.as_str()))
-                    .collect();
-                keys.sort_unstable();
-                hasher.update(b"{");
-                for key in keys {
-                    field(&mut hasher, key.as_bytes());
-                    canonical(&mut hasher, &map[key.as_str()]);
-                }
-                hasher.update(b"}");
-            }
-            other => canonical(&mut hasher, other),
-        }
-        Some(CacheKey(hasher.finalize().into()))
+        Some(CacheKey(request_hash(
+            req,
+            llm,
+            b"tollgate-cache-v1\0",
+            &[],
+        )))
     }
+}
+
+/// The fields that carry the prompt: what a semantic cache compares by meaning.
+pub(crate) const PROMPT_FIELDS: &[&str] = &["messages", "system", "input", "contents"];
+
+/// What a semantic match must share exactly: the tenant, endpoint, model, answer shape
+/// and every body field but the prompt's.
+pub(crate) fn semantic_scope(req: &Request<Body>, llm: &LlmRequest) -> [u8; 32] {
+    request_hash(req, llm, b"tollgate-semantic-v1\0", PROMPT_FIELDS)
+}
+
+/// SHA-256 of the tenant scope, endpoint, model, answer shape and the canonical body,
+/// leaving out [`IGNORED`] fields and `skip`.
+fn request_hash(req: &Request<Body>, llm: &LlmRequest, tag: &[u8], skip: &[&str]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(tag);
+    match req.extensions().get::<CacheScope>() {
+        Some(scope) => {
+            hasher.update(b"scope\0");
+            field(&mut hasher, scope.0.as_bytes());
+        }
+        None if principal_scope(&mut hasher, req) => {}
+        None => credential_scope(&mut hasher, req),
+    }
+    field(&mut hasher, endpoint_name(llm.endpoint()).as_bytes());
+    field(&mut hasher, llm.model().as_bytes());
+    let usage = llm.include_usage() && llm.dialect() == Dialect::OpenAi;
+    hasher.update([u8::from(llm.is_stream()), u8::from(usage)]);
+    match llm.json() {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map
+                .keys()
+                .filter(|k| !IGNORED.contains(&k.as_str()) && !skip.contains(&k.as_str()))
+                .collect();
+            keys.sort_unstable();
+            hasher.update(b"{");
+            for key in keys {
+                field(&mut hasher, key.as_bytes());
+                canonical(&mut hasher, &map[key.as_str()]);
+            }
+            hasher.update(b"}");
+        }
+        other => canonical(&mut hasher, other),
+    }
+    hasher.finalize().into()
 }
 
 /// Body fields that never change the answer (`model` is hashed on its own).

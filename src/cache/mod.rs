@@ -43,6 +43,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Semantic cache (opt-in)
+//!
+//! [`SemanticCacheLayer`], placed just before `CacheLayer`, serves a paraphrase the
+//! answer of an earlier question of the same tenant, model and parameters when their
+//! embeddings' cosine similarity reaches a threshold; it asks the exact cache for that
+//! answer with `Cache-Control: only-if-cached`, which `CacheLayer` honours for any
+//! client too (a stored answer, or a 504 `not_cached` without calling the provider).
+//!
 //! # What is cached
 //!
 //! - **Policy** ([`CachePolicy`]): by default only requests meant to be reproducible,
@@ -125,6 +133,7 @@ mod memory;
 mod policy;
 #[cfg(feature = "redis")]
 mod redis;
+mod semantic;
 mod service;
 mod store;
 
@@ -137,5 +146,6 @@ pub use redis::{
     RedisStore, RedisStoreBuilder, RedisStoreError, DEFAULT_REDIS_MAX_ENTRY_BYTES,
     DEFAULT_REDIS_TIMEOUT,
 };
+pub use semantic::{Embed, EmbeddingClient, SemanticCache, SemanticCacheLayer, SIMILARITY_HEADER};
 pub use service::{Cache, ResponseFuture};
 pub use store::{CacheStore, Entry, Lookup};

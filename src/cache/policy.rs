@@ -71,6 +71,8 @@ pub(crate) struct Directives {
     pub(crate) no_store: bool,
     /// `Cache-Control: no-cache`: do not serve a stored answer; store the fresh one.
     pub(crate) no_cache: bool,
+    /// `Cache-Control: only-if-cached`: a stored answer or a 504, never the upstream.
+    pub(crate) only_if_cached: bool,
     /// `x-tollgate-cache-ttl`.
     pub(crate) ttl: Option<Duration>,
 }
@@ -86,6 +88,8 @@ impl Directives {
                     directives.no_store = true;
                 } else if name.eq_ignore_ascii_case("no-cache") {
                     directives.no_cache = true;
+                } else if name.eq_ignore_ascii_case("only-if-cached") {
+                    directives.only_if_cached = true;
                 }
             }
         }

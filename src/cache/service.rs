@@ -17,6 +17,7 @@ use super::layer::Config;
 use super::policy::{Directives, CACHE_STATUS_HEADER};
 use super::store::{CacheStore, Entry};
 use super::{CacheLayer, DefaultMakeCacheKey, MakeCacheKey, MemoryStore};
+use crate::error::{ErrorKind, GatewayError};
 use crate::outcome::{observe, ObserveOptions, Outcome};
 use crate::request::LlmRequest;
 use crate::{Body, BoxError, Dialect, Endpoint};
@@ -165,6 +166,24 @@ where
     let ttl = directives
         .ttl
         .map_or(config.ttl, |ttl| ttl.min(config.max_ttl));
+
+    if directives.only_if_cached {
+        // RFC 9111: answer from the cache or with a 504, never from the origin.
+        if let Some(entry) = shared.store.get(&key).await {
+            if entry.status().is_success() && entry.is_fresh() {
+                return Ok(replay(&entry));
+            }
+        }
+        let mut res = GatewayError::new(
+            ErrorKind::Timeout,
+            "The answer is not in the cache, and the request asked for a cached answer only \
+             (Cache-Control: only-if-cached).",
+        )
+        .with_code("not_cached")
+        .to_response(llm.dialect());
+        mark(&mut res, Status::Miss);
+        return Ok(res);
+    }
 
     let mut leader = None;
     if !directives.no_cache {

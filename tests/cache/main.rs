@@ -8,6 +8,7 @@ mod flight;
 mod readiness;
 #[cfg(feature = "redis")]
 mod redis;
+mod semantic;
 mod streams;
 
 use bytes::Bytes;
