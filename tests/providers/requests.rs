@@ -312,3 +312,39 @@ fn malformed_requests_name_the_field() {
     .unwrap_err();
     assert_eq!(err.status(), 400);
 }
+
+/// OpenAI's reasoning models (o-series, GPT-5) refuse `max_tokens`: a translated request
+/// to them carries `max_completion_tokens`; any other model keeps `max_tokens`, which
+/// every OpenAI-compatible server knows.
+#[test]
+fn the_output_limit_field_follows_the_target_model() {
+    let anthropic = |model: &str| {
+        json!({"model": model, "max_tokens": 64,
+               "messages": [{"role": "user", "content": "hi"}]})
+    };
+    for model in [
+        "o1",
+        "o3-mini",
+        "o4-mini-2025-04-16",
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5.1",
+        "openai/o3",
+    ] {
+        let out = to(Dialect::OpenAi, Dialect::Anthropic, &anthropic(model));
+        assert_eq!(out["max_completion_tokens"], 64, "{model}: {out}");
+        assert!(out.get("max_tokens").is_none(), "{model}: {out}");
+    }
+    for model in [
+        "gpt-4o",
+        "gpt-4.1-mini",
+        "deepseek-chat",
+        "o1x-custom",
+        "qwen-o3",
+        "my-gpt-5x",
+    ] {
+        let out = to(Dialect::OpenAi, Dialect::Anthropic, &anthropic(model));
+        assert_eq!(out["max_tokens"], 64, "{model}: {out}");
+        assert!(out.get("max_completion_tokens").is_none(), "{model}: {out}");
+    }
+}

@@ -302,6 +302,17 @@ fn decode_user_content(
     Ok(out)
 }
 
+/// OpenAI's o-series and GPT-5 models (with or without a `provider/` prefix), which take
+/// `max_completion_tokens` only.
+fn is_reasoning_model(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    let series = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.']))
+    };
+    ["o1", "o3", "o4", "gpt-5"].into_iter().any(series)
+}
+
 /// Builds an OpenAI `/chat/completions` body. Streams always ask for usage (the
 /// gateway meters them); the encoder of the client's dialect decides what it shows.
 pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
@@ -403,7 +414,14 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
         "parallel_tool_calls",
         req.parallel_tool_calls.map(Value::from),
     );
-    put("max_tokens", req.max_tokens.map(Value::from));
+    // OpenAI's reasoning models refuse `max_tokens`; every other OpenAI-compatible
+    // server knows `max_tokens`, and not all of them know `max_completion_tokens`.
+    let limit_field = if is_reasoning_model(&req.model) {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    put(limit_field, req.max_tokens.map(Value::from));
     put("temperature", req.temperature.map(Value::from));
     put("top_p", req.top_p.map(Value::from));
     put("seed", req.seed.map(Value::from));
