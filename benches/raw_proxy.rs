@@ -8,6 +8,10 @@
 //!     cargo run --release --features full --example raw_proxy
 //! ```
 
+// The example gateway's allocator (mimalloc), so the bench compares like with like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;

@@ -46,6 +46,13 @@
 //!
 //! It prints `listening on http://ADDR` on stdout once it accepts connections.
 
+// mimalloc for the binary: a gateway allocates and frees per request, and with the system
+// allocator malloc and free were a fifth of its instructions (benches/README.md). The
+// raw proxy of the end-to-end bench uses it too, so the ratio compares like with like.
+// Embedders choose their own allocator: the library sets none.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

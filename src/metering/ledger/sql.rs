@@ -56,6 +56,23 @@ pub(super) fn hour_name(hours: i64) -> String {
     )
 }
 
+/// `batch` as slices of 64 records, then one each of 32, 16, 8, 4, 2 and 1 as the
+/// remainder needs: at most seven statement shapes, whatever the batch length.
+pub(super) fn chunks<T>(mut batch: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut size = 64;
+    std::iter::from_fn(move || {
+        while size > batch.len() && size > 1 {
+            size /= 2;
+        }
+        if batch.is_empty() {
+            return None;
+        }
+        let (chunk, rest) = batch.split_at(size.min(batch.len()));
+        batch = rest;
+        Some(chunk)
+    })
+}
+
 pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -70,8 +87,23 @@ macro_rules! sql_queries {
         use crate::metering::ledger::{GroupBy, RecentQuery, UsageQuery, UsageRow};
         use crate::metering::{Money, UsageRecord};
 
+        /// Inserts a batch in one transaction, as multi-row statements of a few fixed
+        /// sizes (64, then 32, 16, ... 1 for the rest): the database prepares each size
+        /// once and the statement cache keeps it, where one statement per batch length
+        /// would be parsed and planned again for nearly every batch.
         pub(super) async fn insert(
             pool: &sqlx::Pool<$db>,
+            batch: &[UsageRecord],
+        ) -> Result<(), sqlx::Error> {
+            let mut tx = pool.begin().await?;
+            for chunk in crate::metering::ledger::sql::chunks(batch) {
+                insert_chunk(&mut *tx, chunk).await?;
+            }
+            tx.commit().await
+        }
+
+        async fn insert_chunk(
+            conn: &mut <$db as sqlx::Database>::Connection,
             batch: &[UsageRecord],
         ) -> Result<(), sqlx::Error> {
             let mut sql =
@@ -99,7 +131,7 @@ macro_rules! sql_queries {
                     .push_bind(r.exact);
             });
             sql.push($conflict);
-            sql.build().execute(pool).await?;
+            sql.build().execute(conn).await?;
             Ok(())
         }
 
@@ -420,6 +452,25 @@ macro_rules! sql_ledger {
 }
 
 pub(super) use sql_ledger;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_split_into_a_few_fixed_sizes() {
+        let sizes = |n: usize| -> Vec<usize> {
+            let batch: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = super::chunks(&batch).collect();
+            assert_eq!(chunks.concat(), batch, "every record once, in order");
+            chunks.iter().map(|c| c.len()).collect()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(64), [64]);
+        assert_eq!(sizes(100), [64, 32, 4]);
+        assert_eq!(sizes(512), [64; 8]);
+        assert_eq!(sizes(127), [64, 32, 16, 8, 4, 2, 1]);
+    }
+}
 
 /// An error opening or querying a ledger database.
 #[derive(Debug)]
