@@ -165,9 +165,10 @@ where
             &mut inner, &parts, &body, candidate, key, target, &config
         ));
 
-        // Hedging: the first attempt is slow to answer; start the next candidate too.
+        // Hedging: the first attempt (on the first candidate) is slow to answer; start
+        // the next candidate too.
         let hedge = match (config.hedge_after, candidates.list.get(1)) {
-            (Some(delay), Some(next)) if made == 1 && max >= 2 => Some((delay, next)),
+            (Some(delay), Some(next)) if attempt == 1 && max >= 2 => Some((delay, next)),
             _ => None,
         };
         let outcome = match hedge {
