@@ -14,7 +14,7 @@ use tower::retry::budget::Budget;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::layer::{Config, FailoverLayer};
+use super::layer::{Config, FailoverLayer, Hedge};
 use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
 use crate::request::LlmRequest;
@@ -117,7 +117,11 @@ where
     let body = llm.raw().clone();
     let clock = candidates.list[0].channel.inner.clock;
     let n = candidates.len();
-    let max = config.max_attempts as usize;
+    let max = if config.revisit {
+        config.max_attempts as usize
+    } else {
+        (config.max_attempts as usize).min(n)
+    };
     config.budget.deposit();
 
     let mut failures: Vec<Failure> = Vec::new();
@@ -167,8 +171,18 @@ where
 
         // Hedging: the first attempt (on the first candidate) is slow to answer; start
         // the next candidate too.
-        let hedge = match (config.hedge_after, candidates.list.get(1)) {
-            (Some(delay), Some(next)) if attempt == 1 && max >= 2 => Some((delay, next)),
+        let hedge = match (config.hedge, candidates.list.get(1)) {
+            (Some(hedge), Some(next)) if attempt == 1 && max >= 2 => {
+                let delay = match hedge {
+                    Hedge::Fixed(delay) => delay,
+                    Hedge::Latency { factor, min } => {
+                        channel.latency_estimate(clock.now_ms()).map_or(min, |ns| {
+                            Duration::from_nanos((ns * factor) as u64).max(min)
+                        })
+                    }
+                };
+                Some((delay, next))
+            }
             _ => None,
         };
         let outcome = match hedge {

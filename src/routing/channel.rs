@@ -119,9 +119,17 @@ pub struct ChannelBuilder {
     enabled: bool,
     cost: Option<f64>,
     price_ref: Option<String>,
+    policy: Option<HealthPolicy>,
 }
 
 impl ChannelBuilder {
+    /// Thresholds for this channel instead of the router's
+    /// [`RouterBuilder::health`](super::RouterBuilder::health).
+    pub fn health(mut self, policy: HealthPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Adds an upstream key. Requests rotate over a channel's keys, skipping keys that
     /// cool down after a 429. Without any key, the target's own key (if any) is used.
     pub fn key(mut self, key: ApiKey) -> Self {
@@ -252,6 +260,7 @@ impl ChannelBuilder {
                 .map(|k| slot(base.clone().with_api_key(k)))
                 .collect()
         };
+        let policy = self.policy.map(Arc::new).unwrap_or(policy);
         let cost = self.cost;
         let models = self
             .models
@@ -350,6 +359,7 @@ impl Channel {
             enabled: true,
             cost: None,
             price_ref: None,
+            policy: None,
         }
     }
 

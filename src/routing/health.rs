@@ -126,6 +126,15 @@ impl HealthPolicy {
         self.latency_decay = tau;
         self
     }
+
+    /// No circuit breaker and no passive health verdicts: the channel is never blocked
+    /// by its results (key cool-downs and statistics still apply). For a channel whose
+    /// failures are expected, such as a mock scripted to fail.
+    pub fn off(mut self) -> Self {
+        self.failure_threshold = u32::MAX;
+        self.min_requests = u32::MAX;
+        self
+    }
 }
 
 /// A channel's health, as [`Channel::health`](super::Channel::health) reports it.
