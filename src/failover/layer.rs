@@ -22,9 +22,10 @@ pub struct FailoverLayer {
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) max_attempts: u32,
+    pub(crate) revisit: bool,
     pub(crate) retry_on: Vec<StatusCode>,
     pub(crate) attempt_timeout: Option<Duration>,
-    pub(crate) hedge_after: Option<Duration>,
+    pub(crate) hedge: Option<Hedge>,
     pub(crate) backoff_base: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) max_retry_wait: Duration,
@@ -49,12 +50,13 @@ impl FailoverLayer {
         FailoverLayer {
             config: Config {
                 max_attempts: 3,
+                revisit: true,
                 retry_on: [429, 500, 502, 503, 504]
                     .into_iter()
                     .map(|s| StatusCode::from_u16(s).expect("valid status"))
                     .collect(),
                 attempt_timeout: None,
-                hedge_after: None,
+                hedge: None,
                 backoff_base: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(2),
                 max_retry_wait: Duration::from_secs(10),
@@ -72,6 +74,15 @@ impl FailoverLayer {
     /// than attempts, the list is tried again from the top, after a backoff.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.config_mut().max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Whether a channel already tried may be tried again when the attempts outnumber
+    /// the candidates (default true). With `false`, a request makes at most one attempt
+    /// per candidate: a model served by one channel is never retried, and its error is
+    /// the client's answer as is.
+    pub fn revisit(mut self, revisit: bool) -> Self {
+        self.config_mut().revisit = revisit;
         self
     }
 
@@ -97,7 +108,21 @@ impl FailoverLayer {
     /// attempt. A cancelled attempt has no answer, so its usage is not metered (the
     /// provider may still bill the prompt it read).
     pub fn hedge_after(mut self, delay: Duration) -> Self {
-        self.config_mut().hedge_after = Some(delay);
+        self.config_mut().hedge = Some(Hedge::Fixed(delay));
+        self
+    }
+
+    /// Hedging (see [`hedge_after`](Self::hedge_after)) with a delay that follows the
+    /// first candidate: `factor` times its peak-EWMA time to first byte, at least
+    /// `min` (and `min` while it has no recent sample). A factor of 2 to 3 hedges only
+    /// the attempts clearly slower than usual.
+    pub fn hedge_after_latency(mut self, factor: f64, min: Duration) -> Self {
+        let factor = if factor.is_finite() {
+            factor.max(0.0)
+        } else {
+            1.0
+        };
+        self.config_mut().hedge = Some(Hedge::Latency { factor, min });
         self
     }
 
@@ -142,6 +167,13 @@ impl FailoverLayer {
     }
 }
 
+/// When to hedge.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hedge {
+    Fixed(Duration),
+    Latency { factor: f64, min: Duration },
+}
+
 impl<S> Layer<S> for FailoverLayer {
     type Service = Failover<S>;
 
@@ -158,9 +190,10 @@ impl fmt::Debug for FailoverLayer {
         let c = &self.config;
         f.debug_struct("FailoverLayer")
             .field("max_attempts", &c.max_attempts)
+            .field("revisit", &c.revisit)
             .field("retry_on", &c.retry_on)
             .field("attempt_timeout", &c.attempt_timeout)
-            .field("hedge_after", &c.hedge_after)
+            .field("hedge", &c.hedge)
             .field("backoff_base", &c.backoff_base)
             .field("backoff_max", &c.backoff_max)
             .field("max_retry_wait", &c.max_retry_wait)

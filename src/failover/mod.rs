@@ -20,8 +20,14 @@
 //!   [`max_retry_wait`](FailoverLayer::max_retry_wait). Candidates whose circuit opened
 //!   or that went down meanwhile are skipped; a key that answered 429 cools down and the
 //!   channel's next key is used.
-//! - **Limits**: a per-request attempt cap and a retry budget shared by the layer's
+//! - **Limits**: a per-request attempt cap (with [`revisit(false)`](FailoverLayer::revisit),
+//!   at most one attempt per candidate) and a retry budget shared by the layer's
 //!   services (tower's `TpsBudget`), so retries cannot multiply an outage.
+//! - **Hedging** (opt-in): when the first attempt has no response head after
+//!   [`hedge_after`](FailoverLayer::hedge_after) (or a multiple of the channel's usual
+//!   time to first byte, [`hedge_after_latency`](FailoverLayer::hedge_after_latency)),
+//!   the next candidate starts too; the first answer wins and the other attempt is
+//!   dropped, cancelling its provider request (its usage is not metered).
 //! - **The answer**: the first that is not retried, with `x-tollgate-target` (the
 //!   channel id) and `x-tollgate-attempts`, and [`ServedBy`](crate::extension::ServedBy)
 //!   naming the channel with its attempt count (metering records both). When every

@@ -14,7 +14,7 @@ use tower::retry::budget::Budget;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::layer::{Config, FailoverLayer};
+use super::layer::{Config, FailoverLayer, Hedge};
 use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
 use crate::request::LlmRequest;
@@ -109,11 +109,19 @@ where
         Ok(llm) => llm,
         Err(err) => return Ok(err.to_response(Dialect::from_path(req.uri().path()))),
     };
-    let (parts, _) = req.into_parts();
+    let (mut parts, _) = req.into_parts();
+    // Each attempt carries a copy of the extensions: not the candidates (routing's, read
+    // here) nor routing's target (replaced per attempt).
+    parts.extensions.remove::<Candidates>();
+    parts.extensions.remove::<Target>();
     let body = llm.raw().clone();
     let clock = candidates.list[0].channel.inner.clock;
     let n = candidates.len();
-    let max = config.max_attempts as usize;
+    let max = if config.revisit {
+        config.max_attempts as usize
+    } else {
+        (config.max_attempts as usize).min(n)
+    };
     config.budget.deposit();
 
     let mut failures: Vec<Failure> = Vec::new();
@@ -161,9 +169,20 @@ where
             &mut inner, &parts, &body, candidate, key, target, &config
         ));
 
-        // Hedging: the first attempt is slow to answer; start the next candidate too.
-        let hedge = match (config.hedge_after, candidates.list.get(1)) {
-            (Some(delay), Some(next)) if made == 1 && max >= 2 => Some((delay, next)),
+        // Hedging: the first attempt (on the first candidate) is slow to answer; start
+        // the next candidate too.
+        let hedge = match (config.hedge, candidates.list.get(1)) {
+            (Some(hedge), Some(next)) if attempt == 1 && max >= 2 => {
+                let delay = match hedge {
+                    Hedge::Fixed(delay) => delay,
+                    Hedge::Latency { factor, min } => {
+                        channel.latency_estimate(clock.now_ms()).map_or(min, |ns| {
+                            Duration::from_nanos((ns * factor) as u64).max(min)
+                        })
+                    }
+                };
+                Some((delay, next))
+            }
             _ => None,
         };
         let outcome = match hedge {
@@ -409,13 +428,13 @@ fn backoff(config: &Config, round: usize) -> Duration {
 
 /// The answer of the attempt that ends the request, with the attempt headers.
 fn finish(mut res: Response<Body>, candidate: &Candidate, attempts: u32) -> Response<Body> {
-    set_attempt_headers(&mut res, Some(candidate.channel.id()), attempts);
+    set_attempt_headers(&mut res, candidate.channel.inner.header.clone(), attempts);
     let served = res.extensions_mut().get_mut::<ServedBy>();
     match served {
         Some(served) => served.attempts = attempts,
         None => {
-            let model = candidate.target.model().map(Arc::from);
-            let mut served = ServedBy::new(candidate.channel.id(), model);
+            let model = candidate.renamed.then(|| candidate.model.clone());
+            let mut served = ServedBy::new(candidate.channel.inner.id.clone(), model);
             served.attempts = attempts;
             res.extensions_mut().insert(served);
         }
@@ -424,9 +443,9 @@ fn finish(mut res: Response<Body>, candidate: &Candidate, attempts: u32) -> Resp
     res
 }
 
-fn set_attempt_headers(res: &mut Response<Body>, target: Option<&str>, attempts: u32) {
+fn set_attempt_headers(res: &mut Response<Body>, target: Option<HeaderValue>, attempts: u32) {
     let headers = res.headers_mut();
-    if let Some(value) = target.and_then(|t| HeaderValue::from_str(t).ok()) {
+    if let Some(value) = target {
         headers.insert(HeaderName::from_static("x-tollgate-target"), value);
     }
     headers.insert(

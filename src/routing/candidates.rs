@@ -1,7 +1,7 @@
 //! [`Candidates`]: the ordered targets routing chose for one request.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::RETRY_AFTER;
@@ -28,7 +28,8 @@ pub struct Candidates {
 pub struct Candidate {
     pub(crate) channel: Channel,
     pub(crate) key: usize,
-    pub(crate) target: Target,
+    /// Built on first use: most candidates of a request are never tried.
+    pub(crate) target: OnceLock<Target>,
     pub(crate) model: Arc<str>,
     pub(crate) renamed: bool,
     /// Held while the channel is on probation: one of its bounded trial slots.
@@ -72,7 +73,16 @@ impl Candidate {
     /// The target for this candidate: the channel's dialect and base URL, the chosen
     /// key, and the upstream model name when it differs from the client's.
     pub fn target(&self) -> &Target {
-        &self.target
+        self.target.get_or_init(|| self.target_for(self.key))
+    }
+
+    fn target_for(&self, key: usize) -> Target {
+        let target = self.channel.inner.keys[key].target.clone();
+        if self.renamed {
+            target.with_model(self.model.clone())
+        } else {
+            target
+        }
     }
 
     /// The model name sent to the provider.
@@ -84,16 +94,10 @@ impl Candidate {
     /// after a 429, then another key of the channel; `None` when every key cools down.
     pub(crate) fn retarget(&self, now: u64) -> Option<(usize, Target)> {
         if !self.channel.key_cooling(self.key, now) {
-            return Some((self.key, self.target.clone()));
+            return Some((self.key, self.target().clone()));
         }
         let key = self.channel.pick_key(now)?;
-        let target = self.channel.inner.keys[key].target.clone();
-        let target = if self.renamed {
-            target.with_model(self.model.clone())
-        } else {
-            target
-        };
-        Some((key, target))
+        Some((key, self.target_for(key)))
     }
 }
 

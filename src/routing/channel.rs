@@ -23,10 +23,13 @@ pub struct Channel {
 
 pub(crate) struct Inner {
     pub(crate) id: Arc<str>,
+    /// The id as an `x-tollgate-target` value (`None` if it is not a valid one).
+    pub(crate) header: Option<http::HeaderValue>,
     pub(crate) provider: Arc<str>,
     pub(crate) index: usize,
     pub(crate) keys: Box<[KeySlot]>,
     pub(crate) models: Box<[ModelEntry]>,
+    pub(crate) prefixes: Box<[Arc<str>]>,
     pub(crate) any_model: bool,
     pub(crate) auto: bool,
     pub(crate) weight: u32,
@@ -108,6 +111,7 @@ pub struct ChannelBuilder {
     provider: Option<Arc<str>>,
     keys: Vec<ApiKey>,
     models: Vec<(Arc<str>, Arc<str>)>,
+    prefixes: Vec<Arc<str>>,
     any_model: bool,
     auto: bool,
     weight: u32,
@@ -115,9 +119,17 @@ pub struct ChannelBuilder {
     enabled: bool,
     cost: Option<f64>,
     price_ref: Option<String>,
+    policy: Option<HealthPolicy>,
 }
 
 impl ChannelBuilder {
+    /// Thresholds for this channel instead of the router's
+    /// [`RouterBuilder::health`](super::RouterBuilder::health).
+    pub fn health(mut self, policy: HealthPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Adds an upstream key. Requests rotate over a channel's keys, skipping keys that
     /// cool down after a 429. Without any key, the target's own key (if any) is used.
     pub fn key(mut self, key: ApiKey) -> Self {
@@ -141,6 +153,14 @@ impl ChannelBuilder {
     /// (`gpt-4o` → `my-azure-deployment`).
     pub fn model_as(mut self, model: impl Into<Arc<str>>, upstream: impl Into<Arc<str>>) -> Self {
         self.models.push((model.into(), upstream.into()));
+        self
+    }
+
+    /// Serves every model whose name starts with `prefix` (`claude-`, `mock/`), sent
+    /// upstream unchanged, when no channel lists the name itself. The longest matching
+    /// prefix wins across channels; `""` is a catch-all for names nothing else serves.
+    pub fn model_prefix(mut self, prefix: impl Into<Arc<str>>) -> Self {
+        self.prefixes.push(prefix.into());
         self
     }
 
@@ -206,9 +226,9 @@ impl ChannelBuilder {
         clock: Clock,
         policy: Arc<HealthPolicy>,
     ) -> Result<Channel, String> {
-        if !self.any_model && self.models.is_empty() {
+        if !self.any_model && self.models.is_empty() && self.prefixes.is_empty() {
             return Err(format!(
-                "channel `{}` serves no model: add `model`, `model_as` or `any_model`",
+                "channel `{}` serves no model: add `model`, `model_as`, `model_prefix` or `any_model`",
                 self.id
             ));
         }
@@ -240,6 +260,7 @@ impl ChannelBuilder {
                 .map(|k| slot(base.clone().with_api_key(k)))
                 .collect()
         };
+        let policy = self.policy.map(Arc::new).unwrap_or(policy);
         let cost = self.cost;
         let models = self
             .models
@@ -252,11 +273,13 @@ impl ChannelBuilder {
             .collect();
         Ok(Channel {
             inner: Arc::new(Inner {
+                header: http::HeaderValue::from_str(&self.id).ok(),
                 provider: self.provider.unwrap_or_else(|| self.target.name().into()),
                 id: self.id,
                 index,
                 keys,
                 models,
+                prefixes: self.prefixes.into(),
                 any_model: self.any_model,
                 auto: self.auto,
                 weight: self.weight,
@@ -328,6 +351,7 @@ impl Channel {
             provider: None,
             keys: Vec::new(),
             models: Vec::new(),
+            prefixes: Vec::new(),
             any_model: false,
             auto: true,
             weight: 1,
@@ -335,6 +359,7 @@ impl Channel {
             enabled: true,
             cost: None,
             price_ref: None,
+            policy: None,
         }
     }
 
@@ -476,17 +501,6 @@ impl Channel {
             .min()
             .unwrap_or(0);
         Duration::from_millis(until.saturating_sub(now))
-    }
-
-    /// The target for `key`, renamed to `model` when the provider's name differs from
-    /// the client's.
-    pub(crate) fn target(&self, key: usize, requested: &str, upstream: &Arc<str>) -> Target {
-        let target = self.inner.keys[key].target.clone();
-        if &**upstream == requested {
-            target
-        } else {
-            target.with_model(upstream.clone())
-        }
     }
 
     /// Whether the channel may take a request now.

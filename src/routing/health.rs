@@ -126,6 +126,15 @@ impl HealthPolicy {
         self.latency_decay = tau;
         self
     }
+
+    /// No circuit breaker and no passive health verdicts: the channel is never blocked
+    /// by its results (key cool-downs and statistics still apply). For a channel whose
+    /// failures are expected, such as a mock scripted to fail.
+    pub fn off(mut self) -> Self {
+        self.failure_threshold = u32::MAX;
+        self.min_requests = u32::MAX;
+        self
+    }
 }
 
 /// A channel's health, as [`Channel::health`](super::Channel::health) reports it.
@@ -412,5 +421,87 @@ impl Window {
 
     fn clear(&mut self) {
         *self = Window::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> HealthPolicy {
+        HealthPolicy::new()
+            .failure_threshold(3)
+            .open_for(Duration::from_secs(10))
+            .window(Duration::from_secs(10), 4)
+            .down_ratio(0.5)
+            .degraded_ratio(0.25)
+            .down_for(Duration::from_secs(20))
+    }
+
+    #[test]
+    fn old_results_leave_the_window() {
+        let p = policy().failure_threshold(100);
+        let h = HealthState::new();
+        // Two failures at t=1 s, then successes 11 s later: the failures are gone.
+        h.record(1_000, false, &p);
+        h.record(1_000, false, &p);
+        for t in 0..4 {
+            h.record(12_000 + t, true, &p);
+        }
+        assert_eq!(h.current(12_010), Health::Healthy);
+        // Within the window they count: 2 failures of 4 is down.
+        let h = HealthState::new();
+        h.record(1_000, false, &p);
+        h.record(1_500, true, &p);
+        h.record(2_000, true, &p);
+        assert_eq!(h.current(2_000), Health::Healthy, "below the minimum count");
+        h.record(2_500, false, &p);
+        assert_eq!(h.current(2_500), Health::Down);
+        assert_eq!(h.current(22_499), Health::Down);
+        assert_eq!(h.current(22_500), Health::Probation);
+    }
+
+    #[test]
+    fn degraded_between_the_thresholds() {
+        let p = policy().failure_threshold(100);
+        let h = HealthState::new();
+        for ok in [true, true, true, false] {
+            h.record(5, ok, &p);
+        }
+        assert_eq!(h.current(5), Health::Degraded);
+        assert!(h.is_degraded());
+    }
+
+    #[test]
+    fn circuit_counts_consecutive_failures_only() {
+        let p = policy().window(Duration::from_secs(10), 1000);
+        let h = HealthState::new();
+        for ok in [false, false, true, false, false] {
+            h.record(5, ok, &p);
+        }
+        assert_eq!(h.current(5), Health::Healthy);
+        h.record(6, false, &p);
+        assert_eq!(h.current(6), Health::CircuitOpen);
+        assert_eq!(h.admit(6, &p), Err(Block::CircuitOpen));
+        // Half-open: one trial at a time.
+        assert_eq!(h.admit(10_006, &p), Ok(true));
+        assert_eq!(h.admit(10_006, &p), Err(Block::TrialsBusy));
+        h.trials.fetch_sub(1, Ordering::Relaxed);
+        assert!(h.record(10_007, true, &p), "recovered");
+        assert_eq!(h.admit(10_008, &p), Ok(false));
+    }
+
+    #[test]
+    fn a_probe_success_ends_the_block() {
+        let p = policy().window(Duration::from_secs(10), 1000);
+        let h = HealthState::new();
+        for _ in 0..3 {
+            h.record(5, false, &p);
+        }
+        assert_eq!(h.current(100), Health::CircuitOpen);
+        h.probe_succeeded(100);
+        assert_eq!(h.current(100), Health::Probation);
+        h.record(100, true, &p);
+        assert_eq!(h.current(100), Health::Healthy);
     }
 }

@@ -75,10 +75,13 @@
 //!    first listed model;
 //! 3. the **exact name**, among the models channels list (so names that contain `/`,
 //!    such as `mock/echo`, work as listed);
-//! 4. `provider/model`: channels whose id or provider name is `provider` and that list
+//! 4. a **prefix** declared with [`model_prefix`](ChannelBuilder::model_prefix)
+//!    (`claude-`, `mock/`; `""` catches the rest): the longest that matches, every
+//!    channel declaring it, the name sent unchanged;
+//! 5. `provider/model`: channels whose id or provider name is `provider` and that list
 //!    `model` (or serve [`any_model`](ChannelBuilder::any_model), which passes it
 //!    through);
-//! 5. `model:provider`, likewise.
+//! 6. `model:provider`, likewise.
 //!
 //! Nothing serves it: 404 `model_not_found` in the client's dialect. Then channels are
 //! dropped when disabled, down, with an open circuit (or on probation with every trial

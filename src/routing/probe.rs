@@ -84,7 +84,8 @@ impl Router {
     /// Probes reach channels that get no traffic (down, open circuit): a failure counts
     /// like a failed request; a success on a blocked channel ends its blocking time and
     /// counts as its trial (with the default single trial, the channel is back). A 429
-    /// cools the key down as usual; probe latency feeds the latency estimate. Must be called
+    /// cools the key down as usual; probe latency feeds the latency estimate. Channels
+    /// that list no model (only prefixes or `any_model`) are not probed. Must be called
     /// within a tokio runtime. Each probe is a real (tiny) provider request.
     pub fn spawn_probes<S>(&self, inner: S, config: ProbeConfig) -> ProbeHandle
     where

@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::candidates::{Candidate, Candidates};
 use super::channel::{ChannelBuilder, TrialPermit};
-use super::health::{Block, HealthPolicy};
+use smallvec::SmallVec;
+
+use super::health::{Block, Health, HealthPolicy};
 use super::strategy::{Choice, RouteStrategy, WeightedRandom};
 use super::Channel;
 use crate::error::{ErrorKind, GatewayError};
@@ -162,7 +164,7 @@ impl RouterBuilder {
         };
         for (alias, models) in &self.aliases {
             for model in models.iter() {
-                let mut found = Vec::new();
+                let mut found = Matches::new();
                 router.matches(model, false, &mut found);
                 if found.is_empty() {
                     return Err(RouterError(format!(
@@ -191,6 +193,11 @@ impl fmt::Debug for RouterBuilder {
 
 /// One channel that serves the model: (channel index, upstream model, cost).
 type Match = (usize, Arc<str>, Option<f64>);
+
+/// Matches kept inline up to this many channels (no allocation on the hot path).
+const INLINE: usize = 8;
+
+type Matches = SmallVec<[Match; INLINE]>;
 
 impl Router {
     /// A builder with no channels, [`WeightedRandom`] and the default
@@ -221,25 +228,26 @@ impl Router {
     /// was skipped) when every channel that serves it is disabled, down, open or has
     /// all its keys cooling down.
     pub fn resolve(&self, model: &str) -> Result<Candidates, GatewayError> {
-        let mut found: Vec<Match> = Vec::new();
+        let mut found: Matches = SmallVec::new();
         self.matches(model, true, &mut found);
         if found.is_empty() {
             return Err(GatewayError::model_not_found(model));
         }
         let now = self.shared.clock.now_ms();
         let channels = &self.shared.channels;
-        let mut admitted: Vec<(usize, Option<Arc<TrialPermit>>)> = Vec::with_capacity(found.len());
-        let mut choices: Vec<Choice<'_>> = Vec::with_capacity(found.len());
-        let mut refused: Vec<(usize, Block)> = Vec::new();
+        // Per match: the key and trial permit when admitted.
+        let mut admitted: SmallVec<[Option<(usize, Option<Arc<TrialPermit>>)>; INLINE]> =
+            SmallVec::with_capacity(found.len());
+        let mut choices: SmallVec<[Choice<'_>; INLINE]> = SmallVec::new();
         for (slot, (index, upstream, cost)) in found.iter().enumerate() {
             let channel = &channels[*index];
-            let Some(key) = channel.pick_key(now) else {
-                refused.push((*index, Block::KeysCooling));
-                continue;
+            let admission = match channel.pick_key(now) {
+                None => Err(Block::KeysCooling),
+                Some(key) => channel.admit(now).map(|permit| (key, permit)),
             };
-            match channel.admit(now) {
-                Ok(permit) => {
-                    admitted.push((key, permit));
+            match admission {
+                Ok(admission) => {
+                    admitted.push(Some(admission));
                     choices.push(Choice {
                         channel,
                         model: upstream,
@@ -248,57 +256,70 @@ impl Router {
                         slot,
                     });
                 }
-                Err(block) => refused.push((*index, block)),
+                Err(_) => admitted.push(None),
             }
         }
         if choices.is_empty() {
-            let reasons: Vec<String> = refused
-                .iter()
-                .map(|(i, block)| format!("`{}` {block}", channels[*i].id()))
-                .collect();
-            return Err(GatewayError::new(
-                ErrorKind::NoHealthyUpstream,
-                format!(
-                    "No channel can serve the model `{model}` right now ({}); retry later.",
-                    reasons.join(", ")
-                ),
-            )
-            .with_param("model")
-            .with_retry_after(1));
-        }
-        // `admitted` is indexed like `choices` before ordering; remember by slot.
-        let mut by_slot: Vec<Option<(usize, Option<Arc<TrialPermit>>)>> =
-            (0..found.len()).map(|_| None).collect();
-        for (choice, admission) in choices.iter().zip(admitted) {
-            by_slot[choice.slot] = Some(admission);
+            return Err(self.nothing_available(model, &found, now));
         }
         self.shared.strategy.order(&mut choices);
         // Degraded channels go after the healthy ones (stable).
         if choices.iter().any(|c| c.channel.inner.health.is_degraded()) {
             choices.sort_by_key(|c| c.channel.inner.health.is_degraded());
         }
-        let list: Vec<Candidate> = choices
+        let list: Arc<[Candidate]> = choices
             .iter()
             .map(|c| {
-                let (key, permit) = by_slot[c.slot].take().expect("each slot once");
+                let (key, permit) = admitted[c.slot].take().expect("each slot once");
                 let upstream = &found[c.slot].1;
                 Candidate {
                     channel: c.channel.clone(),
                     key,
-                    target: c.channel.target(key, model, upstream),
+                    target: OnceLock::new(),
                     model: upstream.clone(),
                     renamed: &**upstream != model,
                     _permit: permit,
                 }
             })
             .collect();
-        Ok(Candidates { list: list.into() })
+        Ok(Candidates { list })
+    }
+
+    /// The 503 naming the model and why each channel was skipped (the cold path: the
+    /// reasons are read again).
+    fn nothing_available(&self, model: &str, found: &Matches, now: u64) -> GatewayError {
+        let channels = &self.shared.channels;
+        let reasons: Vec<String> = found
+            .iter()
+            .map(|(index, _, _)| {
+                let channel = &channels[*index];
+                let block = match channel.pick_key(now) {
+                    None => Block::KeysCooling,
+                    Some(_) if !channel.is_enabled() => Block::Disabled,
+                    Some(_) => match channel.health() {
+                        Health::Down => Block::Down,
+                        Health::Probation => Block::TrialsBusy,
+                        _ => Block::CircuitOpen,
+                    },
+                };
+                format!("`{}` {block}", channel.id())
+            })
+            .collect();
+        GatewayError::new(
+            ErrorKind::NoHealthyUpstream,
+            format!(
+                "No channel can serve the model `{model}` right now ({}); retry later.",
+                reasons.join(", ")
+            ),
+        )
+        .with_param("model")
+        .with_retry_after(1)
     }
 
     /// Appends every (channel, upstream model) serving `model`, deduplicated.
-    fn matches(&self, model: &str, aliases: bool, out: &mut Vec<Match>) {
+    fn matches(&self, model: &str, aliases: bool, out: &mut Matches) {
         let channels = &self.shared.channels;
-        let push = |out: &mut Vec<Match>, m: Match| {
+        let push = |out: &mut Matches, m: Match| {
             if !out.iter().any(|x| x.0 == m.0 && x.1 == m.1) {
                 out.push(m);
             }
@@ -326,6 +347,26 @@ impl Router {
             }
         }
         if out.len() > before {
+            return;
+        }
+        // The longest `model_prefix` that matches; every channel declaring it.
+        let longest = channels
+            .iter()
+            .flat_map(|c| c.inner.prefixes.iter())
+            .filter(|p| model.starts_with(&***p))
+            .map(|p| p.len())
+            .max();
+        if let Some(len) = longest {
+            let upstream: Arc<str> = Arc::from(model);
+            for c in channels.iter() {
+                if c.inner
+                    .prefixes
+                    .iter()
+                    .any(|p| p.len() == len && model.starts_with(&**p))
+                {
+                    push(out, (c.inner.index, upstream.clone(), c.inner.cost));
+                }
+            }
             return;
         }
         // `provider/model` (or `channel/model`), then `model:provider`.

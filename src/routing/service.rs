@@ -88,7 +88,8 @@ where
         .first()
         .expect("resolve never returns an empty list");
     let (channel, key) = (first.channel.clone(), first.key);
-    req.extensions_mut().insert::<Target>(first.target.clone());
+    req.extensions_mut()
+        .insert::<Target>(first.target().clone());
     req.extensions_mut().insert(candidates);
     let started = Instant::now();
     let res = inner.call(req).await?;

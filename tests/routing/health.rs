@@ -416,3 +416,34 @@ async fn all_throttled_is_429_with_the_shortest_wait() {
     let res = svc.clone().oneshot(chat("m", false)).await.unwrap();
     assert_eq!(res.status(), 503);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_with_health_off_is_never_blocked_and_revisit_off_tries_once() {
+    let (a, b) = (MockProvider::new(), MockProvider::new());
+    a.set_script([("x-mock-status", "500")]);
+    let router = Router::builder()
+        .channel(
+            Channel::builder("a", target("a"))
+                .model("m")
+                .health(HealthPolicy::new().off()),
+        )
+        .channel(Channel::builder("b", target("b")).model("other"))
+        .health(HealthPolicy::new().failure_threshold(1))
+        .build()
+        .unwrap();
+    let svc = stack(
+        &router,
+        FailoverLayer::new().max_attempts(3).revisit(false),
+        dispatch(&[("a", &a), ("b", &b)]),
+    );
+    for _ in 0..30 {
+        // One candidate, no revisit: one attempt, the provider's own answer.
+        assert_eq!(
+            served_by(&svc).await,
+            (StatusCode::INTERNAL_SERVER_ERROR, "a".into(), "1".into())
+        );
+    }
+    assert_eq!(a.request_count(), 30);
+    assert_eq!(router.channel("a").unwrap().health(), Health::Healthy);
+    assert_eq!(router.channel("a").unwrap().stats().failures, 30);
+}

@@ -100,3 +100,24 @@ async fn a_fast_first_attempt_is_not_hedged_and_failures_fall_through() {
     assert_eq!(res.status(), 502);
     assert_eq!(header(&res, "x-tollgate-attempts"), "3");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_hedge_delay_can_follow_the_channel_latency() {
+    let (a, b) = (MockProvider::new(), MockProvider::new());
+    a.set_script([("x-mock-latency-ms", "100")]);
+    b.set_script([("x-mock-latency-ms", "10")]);
+    let failover = FailoverLayer::new().hedge_after_latency(2.0, Duration::from_millis(150));
+    let (_, svc) = stack(&a, &b, failover);
+    // Usual latency 100 ms: answers within twice that are not hedged.
+    for _ in 0..3 {
+        let res = svc.clone().oneshot(chat("m", false)).await.unwrap();
+        assert_eq!(header(&res, "x-tollgate-attempts"), "1");
+    }
+    assert_eq!(b.request_count(), 0);
+    // Much slower now: hedged after 2 × 100 ms.
+    a.set_script([("x-mock-latency-ms", "5000")]);
+    let started = Instant::now();
+    let res = svc.clone().oneshot(chat("m", false)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(210));
+    assert_eq!(header(&res, "x-tollgate-target"), "b");
+}

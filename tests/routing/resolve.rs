@@ -182,3 +182,28 @@ async fn malformed_body_is_400_before_routing() {
     let res = svc.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 400);
 }
+
+#[test]
+fn the_longest_prefix_wins_and_the_name_goes_through() {
+    let router = Router::builder()
+        .channel(Channel::builder("mock", target("mock")).model_prefix("mock/"))
+        .channel(Channel::builder("claude", target("claude")).model_prefix("claude-"))
+        .channel(Channel::builder("claude-2", target("claude")).model_prefix("claude-"))
+        .channel(
+            Channel::builder("fallback", target("openai"))
+                .model_prefix("")
+                .model("gpt-4o"),
+        )
+        .strategy(Priority::with_seed(1))
+        .build()
+        .unwrap();
+    assert_eq!(order(&router, "mock/echo"), pairs(&[("mock", "-")]));
+    let mut claude = order(&router, "claude-opus-4");
+    claude.sort();
+    assert_eq!(claude, pairs(&[("claude", "-"), ("claude-2", "-")]));
+    assert_eq!(order(&router, "bench-model"), pairs(&[("fallback", "-")]));
+    assert_eq!(order(&router, "gpt-4o"), pairs(&[("fallback", "-")]));
+    // A prefixed name goes upstream whole.
+    let c = router.resolve("mock/echo").unwrap();
+    assert_eq!(c.first().unwrap().model(), "mock/echo");
+}
