@@ -5,7 +5,7 @@
 use serde_json::json;
 use tollgate::admin::Admin;
 use tollgate::auth::{KeyAuthenticator, KeySecret, Keys, MemoryKeyStore, Role};
-use tollgate::routing::{Channel, Router};
+use tollgate::routing::{Channel, Priority, Router};
 use tollgate::upstream::{ApiKey, Target};
 
 use super::admin::send;
@@ -29,6 +29,7 @@ fn router() -> Router {
                 .any_model()
                 .priority(1),
         )
+        .strategy(Priority::new())
         .build()
         .unwrap()
 }
