@@ -41,6 +41,11 @@ mod body;
 #[cfg(feature = "sqlite")]
 mod db;
 mod macros;
+#[cfg(all(
+    feature = "redis",
+    any(feature = "ratelimit", feature = "cache", feature = "metering")
+))]
+mod redis_conn;
 
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]

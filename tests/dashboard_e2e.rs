@@ -19,9 +19,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use support::{python, skip_unless_required, start_gateway_with};
+use support::{python, run_script, skip_unless_required, start_gateway_with};
 
 const TEST: &str = "dashboard_in_headless_chromium";
 
@@ -67,23 +66,12 @@ fn dashboard_in_headless_chromium() {
     ]);
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/dashboard_e2e.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&url)
-        .arg(master)
-        .arg(&artifacts)
-        .arg(canary)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "dashboard checks failed:\n{stdout}\n{stderr}"
+    run_script(
+        &python,
+        "dashboard/dashboard_e2e.py",
+        &[&url, master, artifacts.to_str().unwrap(), canary],
+        "dashboard checks passed",
     );
-    assert!(stdout.contains("dashboard checks passed"));
     for shot in [
         "login-refused",
         "overview",

@@ -20,10 +20,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use support::{python, skip_unless_required, start_gateway, start_gateway_with};
+use support::{python, run_script, skip_unless_required, start_gateway, start_gateway_with};
 
 /// Runs `tests/sdk/{script}` with a Python that has `module` against a fresh gateway.
 fn run_sdk_script(module: &str, script: &str, test: &str) {
@@ -38,22 +37,8 @@ fn run_sdk_script(module: &str, script: &str, test: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("tollgate.db");
     let (gateway, url) = start_gateway(&db);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sdk")
-        .join(script);
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&url)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "SDK checks failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains(&format!("{module} SDK checks passed")));
+    let done = format!("{module} SDK checks passed");
+    run_script(&python, &format!("sdk/{script}"), &[&url], &done);
     gateway.stop();
     check_ledger(&db);
 }
@@ -141,21 +126,12 @@ fn openai_python_sdk_with_authentication() {
         ("TOLLGATE_DB", db.to_str().unwrap()),
         ("RUST_LOG", "debug"),
     ]);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/auth_e2e.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&url)
-        .arg(master)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "SDK auth checks failed:\n{stdout}\n{stderr}"
+    let stdout = run_script(
+        &python,
+        "sdk/auth_e2e.py",
+        &[&url, master],
+        "openai SDK auth checks passed",
     );
-    assert!(stdout.contains("openai SDK auth checks passed"));
     let key = stdout
         .lines()
         .find_map(|l| l.strip_prefix("CREATED_KEY="))

@@ -32,17 +32,9 @@ async fn usage(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(res) = admin.authorize(&headers, false).await {
-        return res;
-    }
-    let Some(source) = admin.usage.clone() else {
-        return respond(not_configured(
-            "usage queries need a ledger (Admin::with_usage)",
-        ));
-    };
-    let query = match parse_usage_query(&params) {
-        Ok(query) => query,
-        Err(err) => return respond(err),
+    let (source, query) = match reader(&admin, &headers, parse_usage_query(&params)).await {
+        Ok(ready) => ready,
+        Err(res) => return res,
     };
     match source.usage(&query).await {
         Ok(rows) => json_ok(json!({ "object": "list", "data": rows })),
@@ -63,17 +55,9 @@ async fn requests(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(res) = admin.authorize(&headers, false).await {
-        return res;
-    }
-    let Some(source) = admin.usage.clone() else {
-        return respond(not_configured(
-            "request lists need a ledger (Admin::with_usage)",
-        ));
-    };
-    let query = match parse_recent_query(&params) {
-        Ok(query) => query,
-        Err(err) => return respond(err),
+    let (source, query) = match reader(&admin, &headers, parse_recent_query(&params)).await {
+        Ok(ready) => ready,
+        Err(res) => return res,
     };
     match source.recent(&query).await {
         Ok(records) => {
@@ -90,6 +74,21 @@ async fn requests(
             ))
         }
     }
+}
+
+/// What a ledger read needs: a reader's key, a ledger, and a valid query.
+async fn reader<Q>(
+    admin: &Admin,
+    headers: &HeaderMap,
+    query: Result<Q, GatewayError>,
+) -> Result<(std::sync::Arc<dyn crate::metering::UsageSource>, Q), Response> {
+    admin.authorize(headers, false).await?;
+    let source = admin.usage.clone().ok_or_else(|| {
+        respond(not_configured(
+            "usage and request lists need a ledger (Admin::with_usage)",
+        ))
+    })?;
+    Ok((source, query.map_err(respond)?))
 }
 
 fn parse_recent_query(params: &HashMap<String, String>) -> Result<RecentQuery, GatewayError> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::store::{CacheStore, Entry, Lookup};
@@ -115,22 +115,9 @@ impl RedisStoreBuilder {
     /// Connects (within 5 s) and starts the writer task. Must run inside a tokio
     /// runtime.
     pub async fn connect(self) -> Result<RedisStore, RedisStoreError> {
-        let fail = |what: &str, e: &dyn fmt::Display| {
-            RedisStoreError(format!("cache Redis at {}: {what}: {e}", redact(&self.url)))
-        };
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| fail("bad URL", &e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|e| fail("no answer", &e))?
-        .map_err(|e| fail("cannot connect", &e))?;
+        let conn = crate::redis_conn::connect(&self.url, "cache")
+            .await
+            .map_err(RedisStoreError)?;
         let (writes, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let inner = Arc::new(Inner {
@@ -238,15 +225,6 @@ async fn writer(
 }
 
 /// Hides a password in a Redis URL.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::account::{Account, AccountStoreError, Accounts, Budget, BudgetEvent, Refusal};
@@ -108,16 +108,9 @@ impl RedisAccountsBuilder {
 
     /// Connects (and checks the server answers).
     pub async fn connect(self) -> Result<RedisAccounts, AccountStoreError> {
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| store_error("the Redis URL is not valid", e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
-        let mut conn = client
-            .get_connection_manager_with_config(config)
+        let mut conn = crate::redis_conn::connect(&self.url, "balances")
             .await
-            .map_err(|e| store_error("cannot connect to Redis for the shared balances", e))?;
+            .map_err(AccountStoreError)?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::mpsc;
 
@@ -145,36 +145,25 @@ impl RedisStoreBuilder {
     /// Connects (within 5 s), loads the scripts and starts the settlement task.
     /// Must run inside a tokio runtime.
     pub async fn connect(self) -> Result<RedisStore, RedisStoreError> {
-        let fail = |what: &str, e: &dyn fmt::Display| {
-            RedisStoreError(format!(
-                "rate-limit Redis at {}: {what}: {e}",
-                redact(&self.url)
-            ))
-        };
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| fail("bad URL", &e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let setup = async {
-            let mut conn = ConnectionManager::new_with_config(client, config).await?;
-            let reserve_sha: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(RESERVE)
-                .query_async(&mut conn)
-                .await?;
-            let settle_sha: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(SETTLE)
-                .query_async(&mut conn)
-                .await?;
-            Ok::<_, RedisError>((conn, reserve_sha, settle_sha))
-        };
-        let (conn, reserve_sha, settle_sha) = tokio::time::timeout(Duration::from_secs(5), setup)
+        let mut conn = crate::redis_conn::connect(&self.url, "rate-limit")
             .await
-            .map_err(|e| fail("no answer", &e))?
-            .map_err(|e| fail("cannot connect", &e))?;
+            .map_err(RedisStoreError)?;
+        let load = |script: &'static str| redis::cmd("SCRIPT").arg("LOAD").arg(script).clone();
+        let scripts = async {
+            let reserve: String = load(RESERVE).query_async(&mut conn).await?;
+            let settle: String = load(SETTLE).query_async(&mut conn).await?;
+            Ok::<_, RedisError>((reserve, settle))
+        };
+        let (reserve_sha, settle_sha) = tokio::time::timeout(Duration::from_secs(5), scripts)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| loaded.map_err(|e| e.to_string()))
+            .map_err(|e| {
+                let url = crate::redis_conn::redact(&self.url);
+                RedisStoreError(format!(
+                    "rate-limit Redis at {url}: loading the scripts: {e}"
+                ))
+            })?;
         let (settle_tx, settle_rx) = mpsc::channel(65_536);
         let seed = std::collections::hash_map::RandomState::new();
         let inner = Arc::new(Inner {
@@ -201,15 +190,6 @@ impl RedisStoreBuilder {
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl From<RedisStore> for RateLimitStore {
     fn from(store: RedisStore) -> Self {
         RateLimitStore::new(store)

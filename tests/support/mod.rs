@@ -128,3 +128,25 @@ pub(crate) fn skip_unless_required(test: &str, require_var: &str, reason: &str) 
     }
     eprintln!("SKIPPED {test}: {reason}");
 }
+
+/// Runs `tests/{script}` with `python` and `args`; fails the test with the script's
+/// output unless it exits 0 and prints `done` (its last line of success). Returns its
+/// stdout.
+pub(crate) fn run_script(python: &Path, script: &str, args: &[&str], done: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains(done),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
