@@ -36,3 +36,13 @@ impl ServedBy {
         }
     }
 }
+
+/// Upstream attempts that were started and then cancelled because another attempt for
+/// the same request answered first (fail-over's hedging), in the response extensions.
+///
+/// A provider may bill the input of a request it was processing when it was cancelled,
+/// so `MeteringLayer` writes one record for each, with the input estimate and no
+/// output, marked estimated (`exact = false`) and ended `client_gone`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CancelledAttempts(pub Vec<ServedBy>);

@@ -240,13 +240,17 @@ where
                                 }
                             })
                             .await;
-                            // The loser, if still running, is dropped (cancelled) on return.
+                            // The loser, if still running, is dropped (cancelled) on
+                            // return; metering records what it may have cost.
+                            let (a_running, b_running) = (a.is_none(), b.is_none());
                             match (winner, a, b) {
                                 (0, Some(Attempted::Final(res)), _) => {
-                                    return Ok(finish(res, candidate, made))
+                                    let res = finish(res, candidate, made);
+                                    return Ok(cancelled(res, b_running.then_some(next)));
                                 }
                                 (1, _, Some(Attempted::Final(res))) => {
-                                    return Ok(finish(res, next, made))
+                                    let res = finish(res, next, made);
+                                    return Ok(cancelled(res, a_running.then_some(candidate)));
                                 }
                                 (
                                     _,
@@ -440,6 +444,19 @@ fn finish(mut res: Response<Body>, candidate: &Candidate, attempts: u32) -> Resp
         }
     }
     res.extensions_mut().insert(Recorded);
+    res
+}
+
+/// Notes the hedged attempt that lost the race and was cancelled, for metering.
+fn cancelled(mut res: Response<Body>, loser: Option<&Candidate>) -> Response<Body> {
+    if let Some(loser) = loser {
+        let model = loser.renamed.then(|| loser.model.clone());
+        let attempt = ServedBy::new(loser.channel.inner.id.clone(), model);
+        res.extensions_mut()
+            .get_or_insert_default::<crate::extension::CancelledAttempts>()
+            .0
+            .push(attempt);
+    }
     res
 }
 

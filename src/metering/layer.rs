@@ -262,13 +262,32 @@ where
                     .get("x-tollgate-cache")
                     .is_some_and(|v| v == "hit"),
             };
+            // Hedged attempts that lost their race: billed input, as far as we know.
+            let cancelled = res
+                .extensions()
+                .get::<crate::extension::CancelledAttempts>()
+                .map(|c| {
+                    pending.cancelled_records(
+                        &c.0,
+                        llm.estimated_input_tokens(),
+                        started,
+                        &layer.prices,
+                    )
+                })
+                .unwrap_or_default();
+            let cancelled_cost = cancelled
+                .iter()
+                .fold(Money::ZERO, |sum, r| sum.saturating_add(r.cost));
+            for record in cancelled {
+                layer.ledger.record(record);
+            }
             if let Some(outcome) = res.extensions().get::<Outcome>() {
                 let ledger = layer.ledger.clone();
                 let prices = layer.prices.clone();
                 outcome.on_resolve(move |report| {
                     let record = pending.into_record(report, &prices);
                     if let Some(hold) = hold {
-                        hold.settle(record.cost);
+                        hold.settle(record.cost.saturating_add(cancelled_cost));
                     }
                     ledger.record(record);
                 });
@@ -292,7 +311,58 @@ struct Pending {
     cache_hit: bool,
 }
 
+/// The status recorded for an attempt the gateway cancelled (nginx's "client closed
+/// request": no HTTP status was ever received).
+const CANCELLED_STATUS: u16 = 499;
+
 impl Pending {
+    /// One estimated record per hedged attempt that was cancelled: the input estimate
+    /// at the attempt's model price, no output, ended `client_gone`.
+    fn cancelled_records(
+        &self,
+        attempts: &[ServedBy],
+        input_tokens: u64,
+        started: Instant,
+        prices: &PriceTable,
+    ) -> Vec<UsageRecord> {
+        attempts
+            .iter()
+            .enumerate()
+            .map(|(i, attempt)| {
+                let model = attempt
+                    .model
+                    .as_deref()
+                    .unwrap_or(&self.requested_model)
+                    .to_owned();
+                let price = prices
+                    .get(&model)
+                    .or_else(|| prices.get(&self.requested_model));
+                UsageRecord {
+                    id: format!("{}-cancelled-{}", self.id, i + 1),
+                    time_ms: self.time_ms,
+                    key_id: self.payer.key_id.clone(),
+                    team: self.payer.team.clone(),
+                    requested_model: self.requested_model.clone(),
+                    provider: Some(attempt.provider.to_string()),
+                    model,
+                    attempts: 1,
+                    prompt_tokens: input_tokens,
+                    completion_tokens: 0,
+                    cached_tokens: 0,
+                    cache_write_tokens: 0,
+                    cost: price.map_or(Money::ZERO, |p| p.cost_of(input_tokens, 0, 0, 0)),
+                    priced: price.is_some(),
+                    latency_us: started.elapsed().as_micros() as u64,
+                    ttfb_us: None,
+                    status: CANCELLED_STATUS,
+                    end: crate::outcome::End::ClientGone,
+                    cache_hit: false,
+                    exact: false,
+                }
+            })
+            .collect()
+    }
+
     fn into_record(self, report: &Report, prices: &PriceTable) -> UsageRecord {
         let (provider, model, attempts) = match self.served {
             Some(s) => (

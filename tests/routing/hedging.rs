@@ -121,3 +121,70 @@ async fn the_hedge_delay_can_follow_the_channel_latency() {
     assert_eq!(started.elapsed(), Duration::from_millis(210));
     assert_eq!(header(&res, "x-tollgate-target"), "b");
 }
+
+/// "Usage of both is metered": the winner's record is exact; the cancelled attempt gets
+/// an estimated record (its input, which the provider may bill), and a prepaid balance
+/// pays for both.
+#[tokio::test(start_paused = true)]
+async fn the_cancelled_attempt_is_metered_too() {
+    use tollgate::metering::{
+        Account, Accounts, MemoryLedger, MeteringLayer, Money, Payer, Price, PriceTable,
+    };
+    use tollgate::outcome::End;
+
+    let (a, b) = (MockProvider::new(), MockProvider::new());
+    a.set_script([("x-mock-latency-ms", "5000")]);
+    b.set_script([("x-mock-latency-ms", "50")]);
+    let (_, routed) = stack(
+        &a,
+        &b,
+        FailoverLayer::new().hedge_after(Duration::from_millis(200)),
+    );
+    let ledger = MemoryLedger::new();
+    let accounts = Accounts::new();
+    let key = Account::Key("k1".into());
+    accounts.credit(key.clone(), Money::from_nanos(1_000_000));
+    // $1 per million input tokens, $2 per million output tokens.
+    let mut prices = PriceTable::empty();
+    prices.insert("m", Price::new("1".parse().unwrap(), "2".parse().unwrap()));
+    let svc = ServiceBuilder::new()
+        .layer(
+            MeteringLayer::new(ledger.clone())
+                .prices(prices)
+                .accounts(accounts.clone()),
+        )
+        .service(routed);
+    let mut req = chat("m", false);
+    req.extensions_mut()
+        .insert(Payer::new(Some("k1".into()), None));
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(header(&res, "x-tollgate-target"), "b");
+    bytes(res).await;
+    tokio::task::yield_now().await;
+
+    let records = ledger.records();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let winner = records
+        .iter()
+        .find(|r| r.provider.as_deref() == Some("b"))
+        .unwrap();
+    let loser = records
+        .iter()
+        .find(|r| r.provider.as_deref() == Some("a"))
+        .unwrap();
+    assert!(winner.exact && winner.status == 200 && winner.attempts == 2);
+    assert!(loser.id.starts_with(&winner.id) && loser.id.ends_with("-cancelled-1"));
+    assert_eq!(
+        (loser.status, loser.end, loser.exact),
+        (499, End::ClientGone, false)
+    );
+    assert!(loser.prompt_tokens > 0 && loser.completion_tokens == 0);
+    assert_eq!(loser.cost.nanos(), loser.prompt_tokens as i64 * 1_000);
+    assert!(winner.cost.nanos() > 0);
+    let spent = winner.cost.nanos() + loser.cost.nanos();
+    assert_eq!(
+        accounts.balance(&key).unwrap().nanos(),
+        1_000_000 - spent,
+        "the balance pays for both attempts"
+    );
+}
