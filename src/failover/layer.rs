@@ -126,6 +126,20 @@ impl FailoverLayer {
         self
     }
 
+    /// Hedging (see [`hedge_after`](Self::hedge_after)) with a delay that is the `p`-th
+    /// percentile (e.g. 0.95) of the first candidate's last 64 times to first byte, at
+    /// least `min` (and `min` until it has 16 samples): only the attempts slower than
+    /// nearly all recent ones get a second one.
+    pub fn hedge_after_percentile(mut self, p: f64, min: Duration) -> Self {
+        let p = if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            0.95
+        };
+        self.config_mut().hedge = Some(Hedge::Percentile { p, min });
+        self
+    }
+
     /// Exponential backoff before a channel is tried again: `base × 2ⁿ`, at most `max`,
     /// with jitter (a random time between half and all of it). Moving on to a channel
     /// not tried yet does not wait.
@@ -172,6 +186,7 @@ impl FailoverLayer {
 pub(crate) enum Hedge {
     Fixed(Duration),
     Latency { factor: f64, min: Duration },
+    Percentile { p: f64, min: Duration },
 }
 
 impl<S> Layer<S> for FailoverLayer {

@@ -180,6 +180,9 @@ where
                             Duration::from_nanos((ns * factor) as u64).max(min)
                         })
                     }
+                    Hedge::Percentile { p, min } => {
+                        channel.ttfb_percentile(p, 16).map_or(min, |d| d.max(min))
+                    }
                 };
                 Some((delay, next))
             }

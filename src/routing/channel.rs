@@ -79,7 +79,14 @@ pub(crate) struct Stats {
     pub(crate) latency_at: AtomicU64,
     /// EWMA of the success ratio (1.0 when cold), as `f64` bits.
     pub(crate) success: AtomicU64,
+    /// The last [`RECENT`] times to first byte in microseconds (0: empty slot), written
+    /// round-robin without a lock, for percentiles.
+    pub(crate) recent: [std::sync::atomic::AtomicU32; RECENT],
+    pub(crate) recent_next: AtomicU64,
 }
+
+/// How many recent times to first byte a channel keeps for percentiles.
+pub(crate) const RECENT: usize = 64;
 
 impl Stats {
     fn new() -> Stats {
@@ -90,6 +97,8 @@ impl Stats {
             latency_ns: AtomicU64::new(0f64.to_bits()),
             latency_at: AtomicU64::new(0),
             success: AtomicU64::new(1f64.to_bits()),
+            recent: std::array::from_fn(|_| std::sync::atomic::AtomicU32::new(0)),
+            recent_next: AtomicU64::new(0),
         }
     }
 }
@@ -591,6 +600,11 @@ impl Channel {
     /// last sample.
     fn sample_latency(&self, now: u64, latency: Duration) {
         let s = &self.inner.stats;
+        let slot = s.recent_next.fetch_add(1, Ordering::Relaxed) as usize % RECENT;
+        let micros = u32::try_from(latency.as_micros())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        s.recent[slot].store(micros, Ordering::Relaxed);
         let rtt = latency.as_nanos() as f64;
         let at = s.latency_at.swap(now.max(1), Ordering::Relaxed);
         let old = load_f64(&s.latency_ns);
@@ -610,9 +624,31 @@ impl Channel {
         store_f64(&s.success, old * 0.9 + ok * 0.1);
     }
 
+    /// The `p`-th percentile (0 to 1) of the recent times to first byte, once at least
+    /// `min_samples` were seen since the last reset.
+    pub(crate) fn ttfb_percentile(&self, p: f64, min_samples: usize) -> Option<Duration> {
+        let mut samples: Vec<u32> = self
+            .inner
+            .stats
+            .recent
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .filter(|&us| us > 0)
+            .collect();
+        if samples.len() < min_samples.max(1) {
+            return None;
+        }
+        samples.sort_unstable();
+        let rank = ((samples.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize;
+        Some(Duration::from_micros(u64::from(samples[rank])))
+    }
+
     /// Forgets latency and success history (a channel back from down starts cold).
     pub(crate) fn reset_stats(&self) {
         let s = &self.inner.stats;
+        for slot in &s.recent {
+            slot.store(0, Ordering::Relaxed);
+        }
         s.latency_at.store(0, Ordering::Relaxed);
         store_f64(&s.success, 1.0);
     }

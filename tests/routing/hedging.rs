@@ -122,6 +122,32 @@ async fn the_hedge_delay_can_follow_the_channel_latency() {
     assert_eq!(header(&res, "x-tollgate-target"), "b");
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_hedge_delay_can_be_a_percentile_of_recent_first_bytes() {
+    let (a, b) = (MockProvider::new(), MockProvider::new());
+    b.set_script([("x-mock-latency-ms", "10")]);
+    let failover = FailoverLayer::new().hedge_after_percentile(0.9, Duration::from_millis(20));
+    let (_, svc) = stack(&a, &b, failover);
+    // 16 samples (the minimum before the percentile counts): 14 of 100 ms, 2 of 400 ms.
+    // Until then the delay is `min` (20 ms), so these are hedged too; a slow second
+    // channel lets the first attempt win each race and give its sample.
+    b.set_script([("x-mock-latency-ms", "5000")]);
+    for i in 0..16 {
+        let ms = if i % 8 == 0 { "400" } else { "100" };
+        a.set_script([("x-mock-latency-ms", ms)]);
+        let res = svc.clone().oneshot(chat("m", false)).await.unwrap();
+        assert_eq!(header(&res, "x-tollgate-target"), "a");
+    }
+    // The 90th percentile of those is 400 ms (rank round(15 × 0.9) = 14 of 0..=15): a
+    // slower attempt is hedged at 400 ms, not at `min`.
+    a.set_script([("x-mock-latency-ms", "5000")]);
+    b.set_script([("x-mock-latency-ms", "10")]);
+    let started = Instant::now();
+    let res = svc.clone().oneshot(chat("m", false)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(410));
+    assert_eq!(header(&res, "x-tollgate-target"), "b");
+}
+
 /// "Usage of both is metered": the winner's record is exact; the cancelled attempt gets
 /// an estimated record (its input, which the provider may bill), and a prepaid balance
 /// pays for both.
