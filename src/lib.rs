@@ -30,6 +30,8 @@
 //! | `jwt` | with `auth`: JWT bearer tokens (HS256, RS256, ES256; keys from code or a JWKS file) |
 //! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
 //! | `postgres` | with `auth`: the PostgreSQL key store |
+//! | `config` | [`config`]: the gateway's typed TOML configuration (`${ENV}` secrets, errors naming the field) |
+//! | `metrics` | [`metrics`]: `MetricsLayer` and the Prometheus exposition of requests, latency, tokens, cost, cache and rate limits |
 //! | `full` | all of the above |
 //!
 //! The core (request parsing, outcome, errors, SSE) needs no feature.
@@ -49,11 +51,17 @@ pub mod auth;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 pub mod error;
 pub mod extension;
 #[cfg(feature = "metering")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metering")))]
 pub mod metering;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod outcome;
 pub mod providers;
 #[cfg(feature = "ratelimit")]

@@ -3,7 +3,7 @@
 
 use super::admin::send;
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use tollgate::admin::Admin;
 use tollgate::auth::{KeyAuthenticator, KeySecret, Keys, MemoryKeyStore};
 use tollgate::metering::{Account, Accounts, Ledger, Money, SqliteLedger, UsageRecord};
