@@ -9,13 +9,21 @@
 //!   -d '{"model":"mock/echo","messages":[{"role":"user","content":"hello"}]}'
 //! ```
 //!
-//! Environment (see the README for the full table):
+//! Configuration: `TOLLGATE_CONFIG=path/to/gateway.toml` loads a TOML file (every field
+//! is documented in `examples/gateway.toml`); without it the embedded default applies.
+//! `gateway --check-config FILE` validates a file and exits (0 valid, 1 invalid, with
+//! the path of the bad field). The file is reloaded when it changes and on SIGHUP: a
+//! valid new file is swapped in atomically (requests in flight finish on the old
+//! one), an invalid one is refused with a log line and the running one stays.
+//!
+//! Environment variables override the file's fields (see the README for the table):
 //!
 //! - `TOLLGATE_LISTEN`: address to serve on (default `127.0.0.1:8080`; port 0 picks one).
 //! - `OPENAI_API_KEY` / `OPENAI_BASE_URL`: models other than the ones below go to
 //!   OpenAI (or any OpenAI-compatible base URL) when the key is set.
 //! - `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`: `claude-*` models go to Anthropic.
 //! - `GEMINI_API_KEY` / `GEMINI_BASE_URL`: `gemini-*` models go to Gemini.
+//!   (These three make channels only when the configuration file defines none.)
 //! - `TOLLGATE_REDIS_URL`: keep rate-limit counters and cached answers in Redis, shared
 //!   by every replica (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
 //!   Redis does not answer within 50 ms (default `open`: admit without counting).
@@ -25,9 +33,10 @@
 //!   entries, e.g. `mock/echo rpm=60,tpm=10000; gpt-4o-mini max_parallel=8`.
 //! - `TOLLGATE_RATE_LIMIT_CLIENT`: limits per client IP address (IPv6 by /64).
 //! - `TOLLGATE_MASTER_KEY`: turns authentication on. Every `/v1/*` route then needs a
-//!   key (`Authorization: Bearer` or `x-api-key`), and `/admin/keys` is mounted for this
-//!   key (and admin-role keys) to create, list, rotate and revoke keys. Unset: the
-//!   gateway is open to anyone who can reach it, and says so at start.
+//!   key (`Authorization: Bearer` or `x-api-key`), and `/admin` is mounted for this
+//!   key (and admin-role keys) to manage keys, balances, usage and to read the
+//!   configuration (`GET /admin/config`, secrets masked). Unset: the gateway is open to
+//!   anyone who can reach it, and says so at start.
 //! - `TOLLGATE_DB`: the SQLite file holding the usage ledger and, with authentication,
 //!   the keys (default `./tollgate.db`).
 //! - `TOLLGATE_DATABASE_URL`: keep the keys in PostgreSQL instead (`postgres://...`).
@@ -38,7 +47,12 @@
 //!   local JWKS file, read at start): with `TOLLGATE_MASTER_KEY`, also accept JWTs
 //!   (claims `sub`, `team`, `role`, `models`); `TOLLGATE_JWT_ISSUER` and
 //!   `TOLLGATE_JWT_AUDIENCE` require those claims.
+//! - `TOLLGATE_LOG_FORMAT`: `text` (default) or `json` (one object per line).
 //! - `RUST_LOG`: log filter (default `info`).
+//!
+//! Prometheus metrics are served at `GET /metrics` (see `tollgate::metrics`). On
+//! SIGTERM the gateway stops accepting, lets requests in flight finish (up to
+//! `shutdown_grace_seconds`, default 30), flushes the usage ledger and exits 0.
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
 //! mock in the OpenAI, Anthropic and Gemini dialects. Both `/v1/chat/completions` and
@@ -48,9 +62,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -64,147 +82,72 @@ use tollgate::auth::{
     SqliteKeyStore,
 };
 use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
+use tollgate::config::{
+    channel_targets, CacheMode, ChannelConfig, Config, FailPolicy, LogFormat, Provider, RateLimits,
+    Secret,
+};
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
 use tollgate::metering::{Accounts, MeteringLayer, SqliteLedger};
+use tollgate::metrics::{MetricsLayer, Registry};
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
-use tollgate::ratelimit::{FailMode, Limits, RateLimitLayer, RedisStore};
-use tollgate::request::LlmRequest;
+use tollgate::ratelimit::{FailMode, RateLimitLayer, RateLimitStore, RedisStore};
+use tollgate::request::{BodyLimit, LlmRequest};
 use tollgate::testing::MockServer;
-use tollgate::upstream::{ApiKey, Target, Upstream};
+use tollgate::upstream::{Target, Upstream};
 use tollgate::{Dialect, Endpoint};
 use tower::ServiceBuilder;
 use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 
-/// Where each model goes: the in-process mock in three dialects, Anthropic and Gemini
-/// by model prefix (when configured), OpenAI (when configured) for the rest.
-#[derive(Clone)]
-struct Providers {
-    upstream: Upstream,
-    mock: Target,
-    mock_anthropic: Target,
-    mock_gemini: Target,
-    openai: Option<Target>,
-    anthropic: Option<Target>,
-    gemini: Option<Target>,
-}
-
-impl Providers {
-    fn target_for(&self, model: &str) -> Option<&Target> {
-        if model.starts_with("mock/") {
-            Some(&self.mock)
-        } else if model.starts_with("mock-anthropic/") {
-            Some(&self.mock_anthropic)
-        } else if model.starts_with("mock-gemini/") {
-            Some(&self.mock_gemini)
-        } else if model.starts_with("claude-") {
-            self.anthropic.as_ref()
-        } else if model.starts_with("gemini-") {
-            self.gemini.as_ref()
-        } else {
-            self.openai.as_ref()
-        }
-    }
-}
-
-/// A provider target from `{PREFIX}_API_KEY` and `{PREFIX}_BASE_URL`, if the key is set.
-fn from_env(
-    prefix: &str,
-    default_base: &str,
-    dialect: Dialect,
-    name: &'static str,
-    serves: &str,
-) -> Result<Option<Target>, Box<dyn std::error::Error>> {
-    match std::env::var(format!("{prefix}_API_KEY")) {
-        Ok(key) if !key.is_empty() => {
-            let base =
-                std::env::var(format!("{prefix}_BASE_URL")).unwrap_or_else(|_| default_base.into());
-            let target = Target::with_dialect(name, &base, dialect)
-                .map_err(|e| format!("{prefix}_BASE_URL: {e}"))?
-                .with_api_key(ApiKey::new(key));
-            tracing::info!(base_url = %base, "{prefix}_API_KEY set: {serves} go to this provider");
-            Ok(Some(target))
-        }
-        _ => {
-            tracing::info!("{prefix}_API_KEY not set: {serves} are not served");
-            Ok(None)
-        }
-    }
-}
+type BoxError = Box<dyn std::error::Error>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr) // stdout carries only the `listening on` line
-        .init();
-
-    let auth = authentication().await?;
-
-    let mock = MockServer::start().await?;
-    tracing::info!(base_url = %mock.base_url(), "mock provider serving models mock/<name>");
-    let openai = from_env(
-        "OPENAI",
-        "https://api.openai.com/v1",
-        Dialect::OpenAi,
-        "openai",
-        "other models",
-    )?;
-    let anthropic = from_env(
-        "ANTHROPIC",
-        "https://api.anthropic.com/v1",
-        Dialect::Anthropic,
-        "anthropic",
-        "claude-* models",
-    )?;
-    let gemini = from_env(
-        "GEMINI",
-        "https://generativelanguage.googleapis.com/v1beta",
-        Dialect::Gemini,
-        "gemini",
-        "gemini-* models",
-    )?;
-    let providers = Providers {
-        upstream: Upstream::builder().build(),
-        mock: Target::openai_compatible("mock", &mock.base_url())?,
-        mock_anthropic: Target::anthropic("mock-anthropic", &mock.base_url())?,
-        mock_gemini: Target::gemini("mock-gemini", &mock.base_url())?,
-        openai,
-        anthropic,
-        gemini,
-    };
-
-    let db = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
-    let ledger = SqliteLedger::open(&db).await?;
-    tracing::info!(path = %db, "usage ledger: SQLite (TOLLGATE_DB)");
-    // Prepaid balances: credited through /admin/balances, applied by metering, and
-    // rebuilt here from the stored credits and the records (spooled ones replayed first).
-    ledger.flush().await;
-    let accounts = Accounts::new();
-    for (account, balance) in ledger.balances().await? {
-        accounts.credit(account, balance);
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {}
+        [flag, file] if flag == "--check-config" => check_config(file),
+        _ => {
+            eprintln!("usage: gateway [--check-config FILE]");
+            std::process::exit(2);
+        }
     }
-    preload_budget_spend(&ledger, &accounts).await?;
-    let app = router(
-        Arc::new(providers),
-        rate_limits().await?,
-        auth,
-        ledger.clone(),
-        accounts,
-        cache().await?,
-    );
-    let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
-        .unwrap_or_else(|_| "127.0.0.1:8080".into())
-        .parse()
-        .map_err(|e| format!("TOLLGATE_LISTEN: {e} (expected host:port, e.g. 127.0.0.1:8080)"))?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        format!("cannot listen on {listen}: {e}; set TOLLGATE_LISTEN to a free address")
-    })?;
+    let config_path = std::env::var_os("TOLLGATE_CONFIG")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let config = load_config(config_path.as_deref())?;
+    init_logs(config.observability.log_format);
+    match &config_path {
+        Some(path) => {
+            tracing::info!(path = %path.display(), "configuration file (TOLLGATE_CONFIG)")
+        }
+        None => tracing::info!("no TOLLGATE_CONFIG: the embedded default configuration"),
+    }
+    let config = Arc::new(config);
+    let shared = Shared::start(&config).await?;
+    let first = Generation::build(config.clone(), &shared)?;
+    let current = Arc::new(ArcSwap::from_pointee(first));
+    if config_path.is_some() {
+        tokio::spawn(watch_config(
+            config_path.clone().expect("checked"),
+            current.clone(),
+            shared.clone(),
+        ));
+    }
+    let app = router(&config, &shared, current.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}: {e}; set TOLLGATE_LISTEN (or `listen`) to a free address",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "tollgate gateway ready");
     println!("listening on http://{addr}");
@@ -212,30 +155,623 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
-    ledger.flush().await;
-    let stats = ledger.stats();
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
+    // Graceful shutdown: stop accepting, let requests in flight finish up to the
+    // deadline, then close what is left.
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let deadline = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = deadline => tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "shutdown deadline passed: closing the connections still open"
+        ),
+    }
+    shared.ledger.flush().await;
+    let stats = shared.ledger.stats();
     tracing::info!(
         written = stats.written,
         spooled = stats.spooled,
         replayed = stats.replayed,
         "usage ledger flushed"
     );
-    drop(mock);
+    drop(shared);
     Ok(())
+}
+
+/// `--check-config FILE`: validates the file (with `${ENV}` expansion) and exits.
+fn check_config(file: &str) -> ! {
+    match Config::from_file(file) {
+        Ok(config) => {
+            println!(
+                "{file}: valid ({} channels, {} model aliases)",
+                config.channels.len(),
+                config.models.len()
+            );
+            std::process::exit(0)
+        }
+        Err(err) => {
+            eprintln!("invalid configuration: {err}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The configuration file (or the embedded default) with the environment on top.
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, BoxError> {
+    let mut config = match path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    apply_env(&mut config)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// The environment variables the gateway has always read override the file's fields.
+fn apply_env(config: &mut Config) -> Result<(), String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(v) = var("TOLLGATE_LISTEN") {
+        config.listen = v.parse().map_err(|e| {
+            format!("TOLLGATE_LISTEN: {e} (expected host:port, e.g. 127.0.0.1:8080)")
+        })?;
+    }
+    if let Some(master) = std::env::var_os("TOLLGATE_MASTER_KEY") {
+        let master = master
+            .into_string()
+            .map_err(|_| "TOLLGATE_MASTER_KEY must be visible ASCII".to_owned())?;
+        config.auth.master_key = Some(Secret::new(master));
+    }
+    if let Some(v) = var("TOLLGATE_JWT_HS256_SECRET") {
+        config.auth.jwt_hs256_secret = Some(Secret::new(v));
+    }
+    if let Some(v) = var("TOLLGATE_JWKS_FILE") {
+        config.auth.jwks_file = Some(v.into());
+    }
+    if let Some(v) = var("TOLLGATE_JWT_ISSUER") {
+        config.auth.jwt_issuer = Some(v);
+    }
+    if let Some(v) = var("TOLLGATE_JWT_AUDIENCE") {
+        config.auth.jwt_audience = Some(v);
+    }
+    if let Some(v) = var("TOLLGATE_DB") {
+        config.stores.sqlite = v.into();
+    }
+    if let Some(v) = var("TOLLGATE_DATABASE_URL") {
+        config.stores.database_url = Some(Secret::new(v));
+    }
+    if let Some(v) = var("TOLLGATE_REDIS_URL") {
+        config.stores.redis_url = Some(Secret::new(v));
+    }
+    if let Some(v) = var("TOLLGATE_REDIS_FAIL") {
+        config.stores.redis_fail = match v.as_str() {
+            "open" => FailPolicy::Open,
+            "closed" => FailPolicy::Closed,
+            other => {
+                return Err(format!(
+                    "TOLLGATE_REDIS_FAIL: `{other}` (expected open or closed)"
+                ))
+            }
+        };
+    }
+    if let Some(v) = var("TOLLGATE_CACHE") {
+        config.cache.policy = match v.as_str() {
+            "deterministic" => CacheMode::Deterministic,
+            "always" => CacheMode::Always,
+            "never" => CacheMode::Never,
+            other => {
+                return Err(format!(
+                    "TOLLGATE_CACHE: `{other}` (expected deterministic, always or never)"
+                ))
+            }
+        };
+    }
+    if let Some(v) = var("TOLLGATE_LOG_FORMAT") {
+        config.observability.log_format = match v.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(format!(
+                    "TOLLGATE_LOG_FORMAT: `{other}` (expected text or json)"
+                ))
+            }
+        };
+    }
+    if let Some(v) = var("TOLLGATE_RATE_LIMIT_GLOBAL") {
+        config.limits.global = Some(parse_limits("TOLLGATE_RATE_LIMIT_GLOBAL", &v)?);
+    }
+    if let Some(v) = var("TOLLGATE_RATE_LIMIT_CLIENT") {
+        config.limits.client = Some(parse_limits("TOLLGATE_RATE_LIMIT_CLIENT", &v)?);
+    }
+    if let Some(text) = var("TOLLGATE_RATE_LIMIT_MODELS") {
+        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (model, spec) = entry.split_once(char::is_whitespace).ok_or_else(|| {
+                format!("TOLLGATE_RATE_LIMIT_MODELS: `{entry}`: expected `MODEL LIMITS`")
+            })?;
+            let name = format!("TOLLGATE_RATE_LIMIT_MODELS ({model})");
+            config
+                .limits
+                .models
+                .insert(model.to_owned(), parse_limits(&name, spec.trim())?);
+        }
+    }
+    // Provider keys in the environment make channels only when the file has none.
+    if config.channels.is_empty() {
+        let providers = [
+            ("OPENAI", Provider::Openai, "*", -1),
+            ("ANTHROPIC", Provider::Anthropic, "claude-*", 0),
+            ("GEMINI", Provider::Gemini, "gemini-*", 0),
+        ];
+        for (prefix, provider, models, priority) in providers {
+            if let Some(key) = var(&format!("{prefix}_API_KEY")) {
+                let mut channel = ChannelConfig::new(
+                    prefix.to_ascii_lowercase(),
+                    provider,
+                    vec![models.to_owned()],
+                );
+                channel.base_url = var(&format!("{prefix}_BASE_URL"));
+                channel.api_keys = vec![Secret::new(key)];
+                channel.priority = priority;
+                config.channels.push(channel);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rpm=600,tpm=200000,max_parallel=8` (the `TOLLGATE_RATE_LIMIT_*` format).
+fn parse_limits(name: &str, text: &str) -> Result<RateLimits, String> {
+    let mut limits = RateLimits::default();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{name}: `{part}`: expected KEY=NUMBER"))?;
+        let n: u64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name}: `{part}`: expected a positive number"))?;
+        match key.trim() {
+            "rpm" => limits.rpm = Some(n),
+            "rpd" => limits.rpd = Some(n),
+            "tpm" => limits.tpm = Some(n),
+            "tpd" => limits.tpd = Some(n),
+            "max_parallel" => {
+                limits.max_parallel =
+                    Some(u32::try_from(n).map_err(|_| format!("{name}: `{part}`: too large"))?)
+            }
+            other => {
+                return Err(format!(
+                    "{name}: unknown limit `{other}` (expected rpm, rpd, tpm, tpd or max_parallel)"
+                ))
+            }
+        }
+    }
+    Ok(limits)
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // stdout carries only the `listening on` line.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+/// What lives as long as the process: stores, the ledger, authentication, the mock,
+/// the upstream connection pool and the metrics. A reload keeps all of it.
+#[derive(Clone)]
+struct Shared {
+    upstream: Upstream,
+    mock: Option<Arc<MockServer>>,
+    ledger: SqliteLedger,
+    accounts: Accounts,
+    auth: Option<(KeyAuthenticator, Keys)>,
+    rate_limit_store: Option<RateLimitStore>,
+    cache_store: Arc<dyn CacheStore>,
+    metrics: Registry,
+}
+
+impl Shared {
+    async fn start(config: &Config) -> Result<Shared, BoxError> {
+        let auth = authentication(config).await?;
+        let mock = if config.mock {
+            let mock = MockServer::start().await?;
+            tracing::info!(base_url = %mock.base_url(), "mock provider serving models mock/<name>");
+            Some(Arc::new(mock))
+        } else {
+            None
+        };
+        let db = &config.stores.sqlite;
+        let ledger = SqliteLedger::open(db).await?;
+        tracing::info!(path = %db.display(), "usage ledger: SQLite (TOLLGATE_DB or stores.sqlite)");
+        // Prepaid balances: credited through /admin/balances, applied by metering, and
+        // rebuilt here from the stored credits and the records (spooled ones replayed first).
+        ledger.flush().await;
+        let accounts = Accounts::new();
+        for (account, balance) in ledger.balances().await? {
+            accounts.credit(account, balance);
+        }
+        preload_budget_spend(&ledger, &accounts).await?;
+        let redis_url = config.stores.redis_url.as_ref().map(Secret::expose);
+        let rate_limit_store = match redis_url {
+            Some(url) => {
+                let fail = match config.stores.redis_fail {
+                    FailPolicy::Closed => FailMode::Closed,
+                    _ => FailMode::Open,
+                };
+                let store = RedisStore::builder(url).fail_mode(fail).connect().await?;
+                tracing::info!(?fail, "rate limits are shared in Redis");
+                Some(RateLimitStore::from(store))
+            }
+            None => {
+                tracing::info!(
+                    "rate limits are kept in memory (set TOLLGATE_REDIS_URL to share them)"
+                );
+                None
+            }
+        };
+        let cache_store: Arc<dyn CacheStore> = match redis_url {
+            Some(url) if config.cache.policy != CacheMode::Never => {
+                let store = tollgate::cache::RedisStore::connect(url).await?;
+                tracing::info!("response cache in Redis (fails open: a miss when Redis is down)");
+                Arc::new(store)
+            }
+            _ => Arc::new(MemoryStore::new()),
+        };
+        Ok(Shared {
+            upstream: Upstream::builder().build(),
+            mock,
+            ledger,
+            accounts,
+            auth,
+            rate_limit_store: Some(
+                rate_limit_store.unwrap_or_else(|| {
+                    RateLimitStore::from(tollgate::ratelimit::MemoryStore::new())
+                }),
+            ),
+            cache_store,
+            metrics: Registry::new(),
+        })
+    }
+}
+
+/// One configuration in force: the LLM stack built from it and its routes. A reload
+/// builds a new one and swaps it in; requests in flight finish on the one they began on.
+struct Generation {
+    config: Arc<Config>,
+    routes: Arc<Routes>,
+    llm: LlmService,
+}
+
+type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+
+impl Generation {
+    fn build(config: Arc<Config>, shared: &Shared) -> Result<Generation, BoxError> {
+        let routes = Arc::new(Routes::new(&config, shared)?);
+        let mut rate_limits = RateLimitLayer::new();
+        if let Some(store) = &shared.rate_limit_store {
+            rate_limits = rate_limits.store(store.clone());
+        }
+        if let Some(limits) = &config.limits.client {
+            rate_limits = rate_limits.per_client_ip(limits.to_limits());
+        }
+        if let Some(limits) = &config.limits.global {
+            rate_limits = rate_limits.global(limits.to_limits());
+        }
+        for (model, limits) in &config.limits.models {
+            rate_limits = rate_limits.model(model.clone(), limits.to_limits());
+        }
+        let mut cache = CacheLayer::new()
+            .store(shared.cache_store.clone())
+            .policy(CachePolicy::from(config.cache.policy));
+        if let Some(ttl) = config.cache.ttl_seconds {
+            cache = cache.ttl(Duration::from_secs(ttl));
+        }
+        if let Some(bytes) = config.cache.max_entry_bytes {
+            cache = cache.max_entry_bytes(bytes);
+        }
+        let prices = config.price_table();
+        let dispatch_routes = routes.clone();
+        // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
+        // max_parallel), and on the client address.
+        let inner = ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(rate_limits)
+            .layer(
+                MeteringLayer::new(shared.ledger.clone())
+                    .accounts(shared.accounts.clone())
+                    .prices(prices.clone()),
+            )
+            .layer(cache)
+            .service_fn(move |req: http::Request<tollgate::Body>| {
+                dispatch(dispatch_routes.clone(), req.map(axum::body::Body::new))
+            });
+        let inner = match &shared.auth {
+            Some((authenticator, _)) => LlmService::new(
+                ServiceBuilder::new()
+                    .map_response(IntoResponse::into_response)
+                    .layer(AuthLayer::new(authenticator.clone()))
+                    .service(inner),
+            ),
+            None => LlmService::new(inner),
+        };
+        // Metrics outermost, so refused requests count too.
+        let body_limit = BodyLimit(config.body_limit);
+        let llm = LlmService::new(
+            ServiceBuilder::new()
+                .map_response(IntoResponse::into_response)
+                .layer(MetricsLayer::new(shared.metrics.clone()).prices(prices))
+                .map_request(move |mut req: Request| {
+                    req.extensions_mut().insert(body_limit);
+                    req
+                })
+                .service(inner),
+        );
+        Ok(Generation {
+            config,
+            routes,
+            llm,
+        })
+    }
+}
+
+/// Sends each request to the LLM stack of the configuration in force when it arrived.
+#[derive(Clone)]
+struct Reloading {
+    current: Arc<ArcSwap<Generation>>,
+}
+
+impl tower::Service<Request> for Reloading {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<LlmService, Request>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The stack is chosen per request; its readiness is driven by `oneshot`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        self.current.load().llm.clone().oneshot(req)
+    }
+}
+
+/// Reloads the configuration on SIGHUP and when the file changes (its modification
+/// time, checked every second). An invalid file is refused with a log line and the
+/// running configuration stays.
+async fn watch_config(path: PathBuf, current: Arc<ArcSwap<Generation>>, shared: Shared) {
+    let mtime = |path: &std::path::Path| -> Option<SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    };
+    let mut seen = mtime(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        #[cfg(unix)]
+        let signal = async {
+            match hup.as_mut() {
+                Some(hup) => {
+                    hup.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signal = std::future::pending::<()>();
+        let why = tokio::select! {
+            () = signal => "SIGHUP",
+            _ = tick.tick() => {
+                let now = mtime(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "file changed"
+            }
+        };
+        let reloaded = load_config(Some(&path))
+            .and_then(|config| Generation::build(Arc::new(config), &shared));
+        match reloaded {
+            Ok(generation) => {
+                let old = current.load();
+                for field in restart_only(&old.config, &generation.config) {
+                    tracing::warn!(
+                        field,
+                        "configuration reload: this field needs a restart; the running value stays"
+                    );
+                }
+                tracing::info!(
+                    why,
+                    channels = generation.config.channels.len(),
+                    aliases = generation.config.models.len(),
+                    "configuration reloaded"
+                );
+                current.store(Arc::new(generation));
+            }
+            Err(err) => tracing::error!(
+                why,
+                error = %err,
+                "configuration reload refused; the running configuration stays"
+            ),
+        }
+    }
+}
+
+/// The fields a reload cannot change (they are read once at start).
+fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if old.listen != new.listen {
+        fields.push("listen");
+    }
+    if old.mock != new.mock {
+        fields.push("mock");
+    }
+    if old.stores != new.stores {
+        fields.push("stores");
+    }
+    if old.auth != new.auth {
+        fields.push("auth");
+    }
+    if old.observability != new.observability {
+        fields.push("observability");
+    }
+    fields
+}
+
+/// One enabled channel, its targets (one per key) and the next key to use.
+struct RouteChannel {
+    channel: ChannelConfig,
+    targets: Vec<Target>,
+    next: AtomicUsize,
+}
+
+/// Where each model goes under one configuration.
+///
+/// Until the routing layer lands: aliases first (the first model of the group that
+/// some channel serves), then the embedded mock by prefix, then `CHANNEL/MODEL`, then
+/// the enabled channel of highest priority (then weight) that serves the model; keys
+/// of a channel are used in turn.
+struct Routes {
+    mock: Option<[Target; 3]>,
+    channels: Vec<RouteChannel>,
+    aliases: Vec<(String, Vec<String>)>,
+    upstream: Upstream,
+}
+
+impl Routes {
+    fn new(config: &Config, shared: &Shared) -> Result<Routes, BoxError> {
+        let mock = match (&shared.mock, config.mock) {
+            (Some(mock), true) => Some([
+                Target::openai_compatible("mock", &mock.base_url())?,
+                Target::anthropic("mock-anthropic", &mock.base_url())?,
+                Target::gemini("mock-gemini", &mock.base_url())?,
+            ]),
+            _ => None,
+        };
+        let channels = channel_targets(config)?
+            .into_iter()
+            .map(|c| RouteChannel {
+                channel: c.channel,
+                targets: c.targets,
+                next: AtomicUsize::new(0),
+            })
+            .collect();
+        let aliases = config
+            .models
+            .iter()
+            .map(|(name, alias)| (name.clone(), alias.models().to_vec()))
+            .collect();
+        Ok(Routes {
+            mock,
+            channels,
+            aliases,
+            upstream: shared.upstream.clone(),
+        })
+    }
+
+    /// The target for the model a client asked for. The target names the model to
+    /// send only when it differs from the requested one, so a same-dialect request
+    /// otherwise goes through byte for byte.
+    fn target_for(&self, requested: &str) -> Option<Target> {
+        let (target, model) = match self.aliases.iter().find(|(name, _)| name == requested) {
+            Some((_, group)) => group.iter().find_map(|m| self.direct(m))?,
+            None => self.direct(requested)?,
+        };
+        Some(if model == requested {
+            target
+        } else {
+            target.with_model(model)
+        })
+    }
+
+    /// The target serving `model` and the model name to send it.
+    fn direct(&self, model: &str) -> Option<(Target, String)> {
+        if let Some([openai, anthropic, gemini]) = &self.mock {
+            let target = if model.starts_with("mock/") {
+                Some(openai)
+            } else if model.starts_with("mock-anthropic/") {
+                Some(anthropic)
+            } else if model.starts_with("mock-gemini/") {
+                Some(gemini)
+            } else {
+                None
+            };
+            if let Some(target) = target {
+                return Some((target.clone(), model.to_owned()));
+            }
+        }
+        let pinned = model.split_once('/').and_then(|(id, rest)| {
+            self.channels
+                .iter()
+                .find(|c| c.channel.id == id && c.channel.serves(rest))
+                .map(|c| (c, rest))
+        });
+        let (route, model) = pinned.or_else(|| {
+            self.channels
+                .iter()
+                .find(|c| c.channel.serves(model))
+                .map(|c| (c, model))
+        })?;
+        let i = route.next.fetch_add(1, Ordering::Relaxed) % route.targets.len();
+        Some((
+            route.targets[i].clone(),
+            route.channel.upstream_model(model).to_owned(),
+        ))
+    }
+
+    /// The model ids `/v1/models` lists.
+    fn model_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        if self.mock.is_some() {
+            ids.extend(
+                [
+                    "mock/echo",
+                    "mock/gpt-4o-mini",
+                    "mock/tools",
+                    "mock-anthropic/echo",
+                    "mock-gemini/echo",
+                ]
+                .map(String::from),
+            );
+        }
+        for route in &self.channels {
+            ids.extend(
+                route
+                    .channel
+                    .models
+                    .iter()
+                    .filter(|m| !m.ends_with('*'))
+                    .cloned(),
+            );
+        }
+        ids.extend(self.aliases.iter().map(|(name, _)| name.clone()));
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        ids
+    }
 }
 
 /// Spend so far in each budget period, per key and per team, so that a restart does
 /// not reset budgets.
-async fn preload_budget_spend(
-    ledger: &SqliteLedger,
-    accounts: &Accounts,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn preload_budget_spend(ledger: &SqliteLedger, accounts: &Accounts) -> Result<(), BoxError> {
     use tollgate::metering::{Account, GroupBy, Period, UsageQuery};
     let now = accounts.now_ms();
     for period in [
@@ -263,193 +799,102 @@ async fn preload_budget_spend(
     Ok(())
 }
 
-/// The rate-limit layer from the environment: Redis or memory, global, per-model and
-/// per-client-address limits (none by default).
-async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let limits = |name: &str, text: &str| -> Result<Limits, String> {
-        text.parse().map_err(|e| format!("{name}: {e}"))
-    };
-    let mut layer = RateLimitLayer::new();
-    if let Some(text) = var("TOLLGATE_RATE_LIMIT_CLIENT") {
-        layer = layer.per_client_ip(limits("TOLLGATE_RATE_LIMIT_CLIENT", &text)?);
-    }
-    if let Some(text) = var("TOLLGATE_RATE_LIMIT_GLOBAL") {
-        layer = layer.global(limits("TOLLGATE_RATE_LIMIT_GLOBAL", &text)?);
-    }
-    if let Some(text) = var("TOLLGATE_RATE_LIMIT_MODELS") {
-        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let (model, spec) = entry.split_once(char::is_whitespace).ok_or_else(|| {
-                format!("TOLLGATE_RATE_LIMIT_MODELS: `{entry}`: expected `MODEL LIMITS`")
-            })?;
-            let name = format!("TOLLGATE_RATE_LIMIT_MODELS ({model})");
-            layer = layer.model(model, limits(&name, spec.trim())?);
-        }
-    }
-    match var("TOLLGATE_REDIS_URL") {
-        Some(url) => {
-            let fail = match var("TOLLGATE_REDIS_FAIL").as_deref() {
-                None | Some("open") => FailMode::Open,
-                Some("closed") => FailMode::Closed,
-                Some(other) => {
-                    return Err(
-                        format!("TOLLGATE_REDIS_FAIL: `{other}` (expected open or closed)").into(),
-                    )
-                }
-            };
-            let store = RedisStore::builder(url).fail_mode(fail).connect().await?;
-            tracing::info!(?fail, "rate limits are shared in Redis");
-            layer = layer.store(store);
-        }
-        None => {
-            tracing::info!("rate limits are kept in memory (set TOLLGATE_REDIS_URL to share them)")
-        }
-    }
-    Ok(layer)
-}
-
-/// Authentication from the environment: on when `TOLLGATE_MASTER_KEY` is set, with the
-/// keys in SQLite (`TOLLGATE_DB`) or PostgreSQL (`TOLLGATE_DATABASE_URL`).
-async fn authentication() -> Result<Option<(KeyAuthenticator, Keys)>, Box<dyn std::error::Error>> {
-    let Some(master) = std::env::var_os("TOLLGATE_MASTER_KEY") else {
-        if ["TOLLGATE_JWT_HS256_SECRET", "TOLLGATE_JWKS_FILE"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some())
-        {
+/// Authentication: on when a master key is configured (`auth.master_key` or
+/// `TOLLGATE_MASTER_KEY`), with the keys in SQLite or PostgreSQL.
+async fn authentication(config: &Config) -> Result<Option<(KeyAuthenticator, Keys)>, BoxError> {
+    let auth = &config.auth;
+    let Some(master) = &auth.master_key else {
+        if auth.jwt_hs256_secret.is_some() || auth.jwks_file.is_some() {
             // Asked for authentication: refuse to serve openly.
-            return Err(
-                "TOLLGATE_JWT_HS256_SECRET / TOLLGATE_JWKS_FILE need TOLLGATE_MASTER_KEY".into(),
-            );
+            return Err("JWTs (TOLLGATE_JWT_HS256_SECRET / TOLLGATE_JWKS_FILE, auth.jwt_hs256_secret / auth.jwks_file) need a master key".into());
         }
-        tracing::warn!("no TOLLGATE_MASTER_KEY: the gateway is open to anyone who can reach it");
+        tracing::warn!("no master key: the gateway is open to anyone who can reach it");
         return Ok(None);
     };
-    let master = master
-        .into_string()
-        .ok()
-        .filter(|k| k.len() >= 16 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or("TOLLGATE_MASTER_KEY must be at least 16 visible ASCII characters (no spaces)")?;
-    let keys = match std::env::var("TOLLGATE_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    {
+    let master = master.expose();
+    if master.len() < 16 || !master.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "the master key (TOLLGATE_MASTER_KEY or auth.master_key) must be at least 16 visible ASCII characters (no spaces)"
+                .into(),
+        );
+    }
+    let keys = match config.stores.database_url.as_ref().map(Secret::expose) {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PostgresKeyStore::connect(&url).await?;
-            tracing::info!("authentication on: keys in PostgreSQL (TOLLGATE_DATABASE_URL)");
+            let store = PostgresKeyStore::connect(url).await?;
+            tracing::info!("authentication on: keys in PostgreSQL");
             Keys::new(store)
         }
         Some(_) => {
-            return Err("TOLLGATE_DATABASE_URL must be a postgres:// or postgresql:// URL".into())
+            return Err(
+                "TOLLGATE_DATABASE_URL (stores.database_url) must be a postgres:// or postgresql:// URL"
+                    .into(),
+            )
         }
         None => {
-            let path = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
-            let store = SqliteKeyStore::open(&path).await?;
-            tracing::info!(db = %path, "authentication on: keys in SQLite");
+            let path = &config.stores.sqlite;
+            let store = SqliteKeyStore::open(path).await?;
+            tracing::info!(db = %path.display(), "authentication on: keys in SQLite");
             Keys::new(store)
         }
     };
-    let mut auth =
+    let mut authenticator =
         KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(master));
-    if let Some(jwt) = jwt_validator()? {
-        auth = auth.with_jwt(jwt);
+    if let Some(jwt) = jwt_validator(config)? {
+        authenticator = authenticator.with_jwt(jwt);
     }
-    tracing::info!("admin API mounted at /admin/keys (TOLLGATE_MASTER_KEY or an admin-role key)");
-    Ok(Some((auth, keys)))
+    tracing::info!("admin API mounted at /admin (the master key or an admin-role key)");
+    Ok(Some((authenticator, keys)))
 }
 
-/// The response cache from the environment: on for deterministic requests, in memory
-/// or in Redis.
-async fn cache() -> Result<CacheLayer<Arc<dyn CacheStore>>, Box<dyn std::error::Error>> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let policy: CachePolicy = match var("TOLLGATE_CACHE") {
-        Some(text) => text.parse().map_err(|e| format!("TOLLGATE_CACHE: {e}"))?,
-        None => CachePolicy::Deterministic,
-    };
-    let store: Arc<dyn CacheStore> = match var("TOLLGATE_REDIS_URL") {
-        Some(url) if policy != CachePolicy::Never => {
-            let store = tollgate::cache::RedisStore::connect(url).await?;
-            tracing::info!(
-                ?policy,
-                "response cache in Redis (fails open: a miss when Redis is down)"
-            );
-            Arc::new(store)
-        }
-        _ => {
-            tracing::info!(?policy, "response cache in memory");
-            Arc::new(MemoryStore::new())
-        }
-    };
-    Ok(CacheLayer::new().store(store).policy(policy))
-}
-
-/// JWTs from the environment: an HS256 secret and/or a JWKS file; none when neither is
-/// set.
-fn jwt_validator() -> Result<Option<JwtValidator>, Box<dyn std::error::Error>> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let secret = var("TOLLGATE_JWT_HS256_SECRET");
-    let jwks = var("TOLLGATE_JWKS_FILE");
-    if secret.is_none() && jwks.is_none() {
+/// JWTs: an HS256 secret and/or a JWKS file; none when neither is configured.
+fn jwt_validator(config: &Config) -> Result<Option<JwtValidator>, BoxError> {
+    let auth = &config.auth;
+    if auth.jwt_hs256_secret.is_none() && auth.jwks_file.is_none() {
         return Ok(None);
     }
     let mut builder = JwtValidator::builder();
-    if let Some(secret) = secret {
-        builder = builder.key(JwtKey::hs256(secret.as_bytes())?);
+    if let Some(secret) = &auth.jwt_hs256_secret {
+        builder = builder.key(JwtKey::hs256(secret.expose().as_bytes())?);
     }
-    if let Some(path) = &jwks {
+    if let Some(path) = &auth.jwks_file {
         builder = builder.jwks_file(path)?;
     }
-    if let Some(issuer) = var("TOLLGATE_JWT_ISSUER") {
-        builder = builder.issuer(issuer);
+    if let Some(issuer) = &auth.jwt_issuer {
+        builder = builder.issuer(issuer.clone());
     }
-    if let Some(audience) = var("TOLLGATE_JWT_AUDIENCE") {
-        builder = builder.audience(audience);
+    if let Some(audience) = &auth.jwt_audience {
+        builder = builder.audience(audience.clone());
     }
     let validator = builder.build()?;
     let algorithms: Vec<_> = validator.algorithms().map(|a| a.as_str()).collect();
-    tracing::info!(?algorithms, jwks = ?jwks, "JWTs accepted next to virtual keys");
+    tracing::info!(?algorithms, jwks = ?auth.jwks_file, "JWTs accepted next to virtual keys");
     Ok(Some(validator))
 }
 
-type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
-
-fn router(
-    providers: Arc<Providers>,
-    rate_limits: RateLimitLayer,
-    auth: Option<(KeyAuthenticator, Keys)>,
-    ledger: SqliteLedger,
-    accounts: Accounts,
-    cache: CacheLayer<Arc<dyn CacheStore>>,
-) -> Router {
-    // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
-    // max_parallel), and on the client address.
-    let llm = ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
-        .layer(rate_limits)
-        .layer(MeteringLayer::new(ledger.clone()).accounts(accounts.clone()))
-        .layer(cache)
-        .service_fn(move |req: http::Request<tollgate::Body>| {
-            dispatch(providers.clone(), req.map(axum::body::Body::new))
-        });
-    let (llm, models_route, admin): (LlmService, _, _) = match auth {
+fn router(config: &Config, shared: &Shared, current: Arc<ArcSwap<Generation>>) -> Router {
+    let llm = Reloading {
+        current: current.clone(),
+    };
+    let models_current = current.clone();
+    let list_models = get(move || {
+        let routes = models_current.load().routes.clone();
+        async move { models(&routes) }
+    });
+    let (models_route, admin) = match &shared.auth {
         Some((authenticator, keys)) => (
-            LlmService::new(
-                ServiceBuilder::new()
-                    .map_response(IntoResponse::into_response)
-                    .layer(AuthLayer::new(authenticator.clone()))
-                    .service(llm),
-            ),
-            get(models).route_layer(middleware::from_fn_with_state(
+            list_models.route_layer(middleware::from_fn_with_state(
                 authenticator.clone(),
                 require_key,
             )),
             Some(
-                Admin::new(authenticator, keys)
-                    .with_usage(ledger.clone())
-                    .with_balances(accounts, ledger)
+                Admin::new(authenticator.clone(), keys.clone())
+                    .with_usage(shared.ledger.clone())
+                    .with_balances(shared.accounts.clone(), shared.ledger.clone())
+                    .with_config(move || current.load().config.clone())
                     .into_router(),
             ),
         ),
-        None => (LlmService::new(llm), get(models), None),
+        None => (list_models, None),
     };
     let x_request_id = HeaderName::from_static("x-request-id");
     let mut app = Router::new()
@@ -459,6 +904,21 @@ fn router(
         .route("/v1/models", models_route);
     if let Some(admin) = admin {
         app = app.merge(admin);
+    }
+    if config.observability.metrics {
+        let registry = shared.metrics.clone();
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, registry.content_type())],
+                        registry.render(),
+                    )
+                }
+            }),
+        );
     }
     app.route(
         "/health",
@@ -472,12 +932,32 @@ fn router(
                 MakeRequestUuid,
             ))
             .layer(PropagateRequestIdLayer::new(x_request_id))
-            .layer(middleware::from_fn(client_addr))
+            // Headers are marked sensitive before anything can log them.
             .layer(SetSensitiveRequestHeadersLayer::new([
                 AUTHORIZATION,
                 HeaderName::from_static("x-api-key"),
                 HeaderName::from_static("x-goog-api-key"),
             ]))
+            // One span per request, carrying its id; the access log line is written
+            // inside it (also as JSON with TOLLGATE_LOG_FORMAT=json).
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = req.uri().path(),
+                            request_id = id
+                        )
+                    })
+                    .on_failure(()),
+            )
+            .layer(middleware::from_fn(client_addr))
             .layer(middleware::from_fn(access_log)),
     )
 }
@@ -521,7 +1001,7 @@ async fn require_key(
 struct LoggedModel(String);
 
 /// Sends a parsed request to the provider serving its model.
-async fn dispatch(providers: Arc<Providers>, mut req: Request) -> Result<Response, Infallible> {
+async fn dispatch(routes: Arc<Routes>, mut req: Request) -> Result<Response, Infallible> {
     let llm = match LlmRequest::extract(&mut req).await {
         Ok(llm) => llm,
         Err(err) => {
@@ -530,13 +1010,13 @@ async fn dispatch(providers: Arc<Providers>, mut req: Request) -> Result<Respons
             ))
         }
     };
-    let mut res = match providers.target_for(llm.model()) {
+    let mut res = match routes.target_for(llm.model()) {
         None => {
             axum_response(GatewayError::model_not_found(llm.model()).to_response(llm.dialect()))
         }
         Some(target) => {
-            req.extensions_mut().insert(target.clone());
-            axum_response(providers.upstream.clone().oneshot(req).await?)
+            req.extensions_mut().insert(target);
+            axum_response(routes.upstream.clone().oneshot(req).await?)
         }
     };
     res.extensions_mut()
@@ -554,7 +1034,8 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
 
 /// One log line per request, written when its outcome resolves (so it has the TTFB and
 /// how the answer ended). It does not parse the body (an unauthenticated request's body
-/// is never read): the model comes from the response's `LoggedModel`.
+/// is never read): the model comes from the response's `LoggedModel`. It logs no
+/// header, so no credential.
 async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
@@ -583,17 +1064,11 @@ async fn access_log(req: Request, next: Next) -> Response {
     axum_response(res)
 }
 
-async fn models() -> Json<serde_json::Value> {
-    let ids = [
-        "mock/echo",
-        "mock/gpt-4o-mini",
-        "mock/tools",
-        "mock-anthropic/echo",
-        "mock-gemini/echo",
-    ];
-    let data: Vec<_> = ids
+fn models(routes: &Routes) -> Json<serde_json::Value> {
+    let data: Vec<_> = routes
+        .model_ids()
         .iter()
-        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "tollgate-mock"}))
+        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "tollgate"}))
         .collect();
     Json(serde_json::json!({"object": "list", "data": data}))
 }
@@ -628,5 +1103,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
 }

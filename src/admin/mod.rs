@@ -16,6 +16,7 @@
 //! | `GET /admin/usage` | usage and spend (`?key_id=&team=&model=&from=&to=&group_by=day\|model\|key\|team`; times in Unix seconds or RFC 3339) with [`Admin::with_usage`] |
 //! | `POST /admin/balances/{key_id or team}` | `{"amount": "12.50"}` credits a prepaid balance (negative debits; 0 opens an empty one), with [`Admin::with_balances`] |
 //! | `GET /admin/balances/{key_id or team}` | the balance, or 404 for a postpaid account |
+//! | `GET /admin/config` | the running configuration as JSON, every secret `<redacted>` (admin role only), with `Admin::with_config` (feature `config`) |
 //!
 //! `POST /admin/keys` fields (all optional): `name`, `team` (created on first use),
 //! `role` (`admin`, `developer` — the default —, `viewer`), `models` (globs, e.g.
@@ -43,6 +44,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "config")]
+mod config;
 mod keys;
 mod time;
 #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
@@ -71,6 +74,8 @@ pub struct Admin {
         crate::metering::Accounts,
         std::sync::Arc<dyn crate::metering::BalanceStore>,
     )>,
+    #[cfg(feature = "config")]
+    config: Option<config::Current>,
 }
 
 impl fmt::Debug for Admin {
@@ -91,7 +96,21 @@ impl Admin {
             usage: None,
             #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
             accounts: None,
+            #[cfg(feature = "config")]
+            config: None,
         }
+    }
+
+    /// Serves `GET /admin/config` (admin role only): the configuration `current`
+    /// returns at each call (after a reload, the new one), as JSON with every
+    /// [`Secret`](crate::config::Secret) shown as `<redacted>`.
+    #[cfg(feature = "config")]
+    pub fn with_config<F>(mut self, current: F) -> Self
+    where
+        F: Fn() -> std::sync::Arc<crate::config::Config> + Send + Sync + 'static,
+    {
+        self.config = Some(std::sync::Arc::new(current));
+        self
     }
 
     /// Serves `GET /admin/usage` from this ledger (features `metering` and a database).
@@ -119,6 +138,8 @@ impl Admin {
         let routes = keys::routes();
         #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
         let routes = routes.merge(usage::routes());
+        #[cfg(feature = "config")]
+        let routes = routes.merge(config::routes());
         routes.with_state(self)
     }
 

@@ -81,6 +81,22 @@ pub struct ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// An enabled channel of weight 1 and priority 0, without keys, at the provider's
+    /// public base URL.
+    pub fn new(id: impl Into<String>, provider: Provider, models: Vec<String>) -> Self {
+        ChannelConfig {
+            id: id.into(),
+            provider,
+            base_url: None,
+            api_keys: Vec::new(),
+            models,
+            model_map: BTreeMap::new(),
+            weight: 1,
+            priority: 0,
+            enabled: true,
+        }
+    }
+
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         self.base_url

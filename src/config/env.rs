@@ -3,24 +3,31 @@
 use super::ConfigError;
 
 /// Expands `${NAME}` in every string of `value`, in place; `$${` is a literal `${`.
-/// `path` is the field path so far (`channels[0].api_keys[1]`), for errors.
+/// `path` is the field path so far (`channels[0].api_keys[1]`), for errors. The values
+/// substituted are added to `secrets`, so that no error message can echo them.
 pub(super) fn expand(
     value: &mut toml::Value,
     path: &mut String,
     lookup: &dyn Fn(&str) -> Option<String>,
+    secrets: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(text) if text.contains('$') => {
-            *text = expand_str(text, lookup).map_err(|message| ConfigError {
-                path: path.clone(),
-                message,
-            })?;
+            let mut recording = |name: &str| {
+                let value = lookup(name);
+                if let Some(value) = &value {
+                    secrets.push(value.clone());
+                }
+                value
+            };
+            *text = expand_str(text, &mut recording)
+                .map_err(|message| ConfigError::new(path.clone(), message))?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                expand(item, path, lookup)?;
+                expand(item, path, lookup, secrets)?;
                 path.truncate(len);
             }
         }
@@ -31,7 +38,7 @@ pub(super) fn expand(
                     path.push('.');
                 }
                 path.push_str(key);
-                expand(item, path, lookup)?;
+                expand(item, path, lookup, secrets)?;
                 path.truncate(len);
             }
         }
@@ -40,8 +47,23 @@ pub(super) fn expand(
     Ok(())
 }
 
+/// `message` with every occurrence of a substituted value replaced by `<redacted>`.
+pub(super) fn redact(message: &str, secrets: &[String]) -> String {
+    let mut out = message.to_owned();
+    // Longest first, so a value containing another is replaced whole.
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in secrets {
+        out = out.replace(secret.as_str(), "<redacted>");
+    }
+    out
+}
+
 /// `text` with each `${NAME}` replaced by the variable's value.
-fn expand_str(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand_str(
+    text: &str,
+    lookup: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -92,16 +114,23 @@ mod tests {
 
     #[test]
     fn expands_names_and_keeps_the_rest() {
-        assert_eq!(expand_str("a ${KEY} b", &env).unwrap(), "a sk-1 b");
-        assert_eq!(expand_str("$5 and $${KEY}", &env).unwrap(), "$5 and ${KEY}");
-        assert_eq!(expand_str("${KEY}${KEY}", &env).unwrap(), "sk-1sk-1");
+        assert_eq!(expand_str("a ${KEY} b", &mut env).unwrap(), "a sk-1 b");
+        assert_eq!(
+            expand_str("$5 and $${KEY}", &mut env).unwrap(),
+            "$5 and ${KEY}"
+        );
+        assert_eq!(expand_str("${KEY}${KEY}", &mut env).unwrap(), "sk-1sk-1");
     }
 
     #[test]
     fn refuses_missing_and_malformed_names() {
-        assert!(expand_str("${NOPE}", &env).unwrap_err().contains("`NOPE`"));
-        assert!(expand_str("${KEY", &env).unwrap_err().contains("closing"));
-        assert!(expand_str("${1A}", &env)
+        assert!(expand_str("${NOPE}", &mut env)
+            .unwrap_err()
+            .contains("`NOPE`"));
+        assert!(expand_str("${KEY", &mut env)
+            .unwrap_err()
+            .contains("closing"));
+        assert!(expand_str("${1A}", &mut env)
             .unwrap_err()
             .contains("not a valid"));
     }

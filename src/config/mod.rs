@@ -66,6 +66,7 @@ pub use channels::{ChannelConfig, Provider};
 /// A configuration that could not be read or is invalid: where, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    file: Option<PathBuf>,
     path: String,
     message: String,
 }
@@ -73,9 +74,15 @@ pub struct ConfigError {
 impl ConfigError {
     pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
+            file: None,
             path: path.into(),
             message: message.into(),
         }
+    }
+
+    /// The file the configuration came from, when it came from one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// The path of the bad field, e.g. `channels[1].api_keys[0]`; empty when the error
@@ -92,6 +99,9 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
         if self.path.is_empty() {
             f.write_str(&self.message)
         } else {
@@ -150,6 +160,9 @@ pub struct Config {
     pub mock: bool,
     /// Maximum request body, in bytes (default 10 MiB).
     pub body_limit: usize,
+    /// On shutdown, how long requests in flight (streams included) may take to finish
+    /// before the remaining connections are closed, in seconds (default 30).
+    pub shutdown_grace_seconds: u64,
     /// Authentication: the master key and JWTs.
     pub auth: AuthConfig,
     /// Where keys, the ledger, rate-limit counters and the cache live.
@@ -177,6 +190,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             mock: true,
             body_limit: crate::request::DEFAULT_BODY_LIMIT,
+            shutdown_grace_seconds: 30,
             auth: AuthConfig::default(),
             stores: StoresConfig::default(),
             limits: LimitsConfig::default(),
@@ -225,13 +239,22 @@ impl Config {
             )
         })?;
         let mut value = toml::Value::Table(table);
-        env::expand(&mut value, &mut String::new(), &env)?;
+        let mut secrets = Vec::new();
+        env::expand(&mut value, &mut String::new(), &env, &mut secrets)?;
+        // Values from the environment are secrets: no error message may echo one
+        // (a key pasted into the wrong field would otherwise reach the log).
+        let hide = |e: ConfigError| ConfigError {
+            message: env::redact(&e.message, &secrets),
+            ..e
+        };
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            ConfigError::new(path, e.into_inner().to_string())
+            // toml's own message, without the key context it appends (the path above
+            // is the exact one, with array indices).
+            hide(ConfigError::new(path, e.into_inner().message().trim_end()))
         })?;
-        config.validate()?;
+        config.validate().map_err(hide)?;
         Ok(config)
     }
 
@@ -242,7 +265,7 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
         Config::from_toml(&text).map_err(|e| ConfigError {
-            message: format!("{}: {}", path.display(), e.message),
+            file: Some(path.to_owned()),
             ..e
         })
     }

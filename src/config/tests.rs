@@ -170,6 +170,18 @@ fn secrets_never_print_or_serialise() {
 }
 
 #[test]
+fn errors_never_echo_a_value_from_the_environment() {
+    // A key pasted into the wrong field: the message names the field, not the key.
+    let e = err("[models]\nfast = \"${OPENAI_API_KEY}\"\n");
+    assert_eq!(e.path(), "models.fast");
+    assert!(!e.to_string().contains("sk-canary"), "{e}");
+    assert!(e.message().contains("<redacted>"), "{e}");
+    let e = err("listen = \"${OPENAI_API_KEY}\"\n");
+    assert_eq!(e.path(), "listen");
+    assert!(!e.to_string().contains("sk-canary"), "{e}");
+}
+
+#[test]
 fn limits_and_prices_convert() {
     let text = r#"
         [limits.global]
