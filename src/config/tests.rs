@@ -39,6 +39,22 @@ fn the_documented_example_file_is_valid() {
 }
 
 #[test]
+fn the_readme_multi_provider_example_is_valid() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("A complete multi-provider configuration:")
+        .expect("the README section");
+    let block = &readme[start..];
+    let block = &block[block.find("```toml\n").unwrap() + 8..];
+    let block = &block[..block.find("```").unwrap()];
+    let config = Config::from_toml_with_env(block, |name| Some(format!("value-of-{name}")))
+        .unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(config.channels.len(), 6);
+    assert!(!config.mock);
+    assert_eq!(config.alias("smart").unwrap().len(), 2);
+}
+
+#[test]
 fn unknown_field_names_its_path() {
     let e = err("[cache]\npolicy = \"always\"\nttl = 5\n");
     assert_eq!(e.path(), "cache.ttl");

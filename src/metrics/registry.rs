@@ -1,6 +1,6 @@
 //! [`Registry`]: the metric families and their text exposition.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -18,41 +18,45 @@ use crate::outcome::Report;
 /// request whose model is not known.
 pub(crate) const OTHER: &str = "other";
 
+/// A label value shared by every series that carries it: cloning one is a reference
+/// count, not an allocation.
+type Label = Arc<String>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
-    model: String,
-    provider: String,
+    model: Label,
+    provider: Label,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GenAiLabels {
     gen_ai_operation_name: &'static str,
-    gen_ai_request_model: String,
-    gen_ai_provider_name: String,
+    gen_ai_request_model: Label,
+    gen_ai_provider_name: Label,
     error_type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenHistogramLabels {
     gen_ai_operation_name: &'static str,
-    gen_ai_request_model: String,
-    gen_ai_provider_name: String,
+    gen_ai_request_model: Label,
+    gen_ai_provider_name: Label,
     gen_ai_token_type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
-    model: String,
-    provider: String,
+    model: Label,
+    provider: Label,
     r#type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CostLabels {
-    model: String,
-    provider: String,
+    model: Label,
+    provider: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,7 +108,11 @@ struct Families {
 struct Inner {
     registry: prometheus_client::registry::Registry,
     families: Families,
-    models: RwLock<HashSet<String>>,
+    /// Interned label values: the labelled models (bounded) and the providers.
+    labels: RwLock<HashMap<String, Label>>,
+    models: std::sync::atomic::AtomicUsize,
+    dash: Label,
+    other: Label,
     max_models: usize,
 }
 
@@ -213,7 +221,10 @@ impl Registry {
             inner: Arc::new(Inner {
                 registry,
                 families,
-                models: RwLock::new(HashSet::new()),
+                labels: RwLock::new(HashMap::new()),
+                models: std::sync::atomic::AtomicUsize::new(0),
+                dash: Arc::new("-".to_owned()),
+                other: Arc::new(OTHER.to_owned()),
                 max_models: max,
             }),
         }
@@ -232,34 +243,42 @@ impl Registry {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     }
 
-    /// `model` if it is (or may become) one of the labelled models, else `other`.
-    fn model_label(&self, model: Option<&str>) -> String {
-        let Some(model) = model else {
-            return "-".to_owned();
+    /// The interned label for `value`; a new model beyond the bound is `other`.
+    fn label(&self, value: Option<&str>, is_model: bool) -> Label {
+        let inner = &*self.inner;
+        let Some(value) = value else {
+            return inner.dash.clone();
         };
-        let known = self.inner.models.read().unwrap_or_else(|e| e.into_inner());
-        if known.contains(model) {
-            return model.to_owned();
+        if let Some(label) = inner
+            .labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(value)
+        {
+            return label.clone();
         }
-        let full = known.len() >= self.inner.max_models;
-        drop(known);
-        if full {
-            return OTHER.to_owned();
+        let mut labels = inner.labels.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(label) = labels.get(value) {
+            return label.clone();
         }
-        let mut known = self.inner.models.write().unwrap_or_else(|e| e.into_inner());
-        if known.len() < self.inner.max_models {
-            known.insert(model.to_owned());
-            model.to_owned()
-        } else {
-            OTHER.to_owned()
+        if is_model {
+            if inner.models.load(std::sync::atomic::Ordering::Relaxed) >= inner.max_models {
+                return inner.other.clone();
+            }
+            inner
+                .models
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        let label = Arc::new(value.to_owned());
+        labels.insert(value.to_owned(), label.clone());
+        label
     }
 
     /// Records one resolved response.
     pub(crate) fn record(&self, obs: &Observation<'_>, report: &Report) {
         let f = &self.inner.families;
-        let model = self.model_label(obs.model);
-        let provider = obs.provider.unwrap_or("-").to_owned();
+        let model = self.label(obs.model, true);
+        let provider = self.label(obs.provider, false);
         f.requests
             .get_or_create(&RequestLabels {
                 route: obs.route,
