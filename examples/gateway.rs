@@ -83,11 +83,12 @@ use tollgate::auth::{
 };
 use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
 use tollgate::config::{
-    channel_targets, CacheMode, ChannelConfig, Config, FailPolicy, LogFormat, Provider, RateLimits,
-    Secret,
+    channel_targets, CacheMode, ChannelConfig, Config, FailPolicy, LogFormat, PiiPolicy, Provider,
+    RateLimits, Secret,
 };
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
+use tollgate::guardrails::{GuardrailLayer, PiiMode, PiiRedactor};
 use tollgate::metering::{Accounts, MeteringLayer, SqliteLedger};
 use tollgate::metrics::{MetricsLayer, Registry};
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
@@ -499,6 +500,7 @@ impl Generation {
                     .accounts(shared.accounts.clone())
                     .prices(prices.clone()),
             )
+            .option_layer(guardrails(&config))
             .layer(cache)
             .service_fn(move |req: http::Request<tollgate::Body>| {
                 dispatch(dispatch_routes.clone(), req.map(axum::body::Body::new))
@@ -530,6 +532,20 @@ impl Generation {
             llm,
         })
     }
+}
+
+/// The PII guardrail, when configured: after metering (a refused prompt is metered as
+/// a 400), before the cache (which stores what clients were given).
+fn guardrails(config: &Config) -> Option<GuardrailLayer> {
+    let g = &config.guardrails;
+    let mode = match g.pii {
+        PiiPolicy::Redact => PiiMode::Redact,
+        PiiPolicy::Block => PiiMode::Block,
+        _ => return None,
+    };
+    Some(GuardrailLayer::new(
+        PiiRedactor::new().mode(mode).sides(g.requests, g.responses),
+    ))
 }
 
 /// Sends each request to the LLM stack of the configuration in force when it arrived.

@@ -31,6 +31,7 @@
 //! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
 //! | `postgres` | with `auth`: the PostgreSQL key store |
 //! | `config` | [`config`]: the gateway's typed TOML configuration (`${ENV}` secrets, errors naming the field) |
+//! | `guardrails` | [`guardrails`]: `GuardrailLayer` (block or redact prompts and answers, streams over a sliding window) and the regex `PiiRedactor` |
 //! | `metrics` | [`metrics`]: `MetricsLayer` and the Prometheus exposition of requests, latency, tokens, cost, cache and rate limits |
 //! | `full` | all of the above |
 //!
@@ -56,6 +57,9 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extension;
+#[cfg(feature = "guardrails")]
+#[cfg_attr(docsrs, doc(cfg(feature = "guardrails")))]
+pub mod guardrails;
 #[cfg(feature = "metering")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metering")))]
 pub mod metering;

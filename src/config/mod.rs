@@ -182,6 +182,8 @@ pub struct Config {
     pub models: BTreeMap<String, Alias>,
     /// Logs and metrics.
     pub observability: ObservabilityConfig,
+    /// Content checks on prompts and answers.
+    pub guardrails: GuardrailsConfig,
 }
 
 impl Default for Config {
@@ -200,6 +202,7 @@ impl Default for Config {
             channels: Vec::new(),
             models: BTreeMap::new(),
             observability: ObservabilityConfig::default(),
+            guardrails: GuardrailsConfig::default(),
         }
     }
 }
@@ -641,4 +644,42 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// `[guardrails]`: content checks on prompts and answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct GuardrailsConfig {
+    /// Emails, phone numbers and payment card numbers: `off` (the default), `redact`
+    /// or `block`.
+    pub pii: PiiPolicy,
+    /// Check prompts (default `true`).
+    pub requests: bool,
+    /// Check answers, streams included (default `true`).
+    pub responses: bool,
+}
+
+impl Default for GuardrailsConfig {
+    fn default() -> Self {
+        GuardrailsConfig {
+            pii: PiiPolicy::Off,
+            requests: true,
+            responses: true,
+        }
+    }
+}
+
+/// What the PII guardrail does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PiiPolicy {
+    /// No check.
+    #[default]
+    Off,
+    /// Replace with `[EMAIL]`, `[PHONE]`, `[CARD]`.
+    Redact,
+    /// Refuse with 400 `content_policy_violation` (a stream ends with an error event).
+    Block,
 }

@@ -327,3 +327,36 @@ async fn canary_key_never_leaks() {
         assert_eq!(lines, 1, "one access line for request {id}");
     }
 }
+
+/// `[guardrails] pii = "redact"` in the configuration file: prompts and streamed answers
+/// reach neither the provider nor the client with the address in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pii_guardrail_from_the_configuration() {
+    let dir = TempDir::new("pii");
+    dir.write("gateway.toml", "[guardrails]\npii = \"redact\"\n");
+    let gateway = Gateway::start(&[
+        ("TOLLGATE_CONFIG", &dir.path("gateway.toml")),
+        ("TOLLGATE_DB", &dir.path("t.db")),
+    ]);
+    let http = Http::new(&gateway.url);
+    let body = |stream: bool| {
+        serde_json::json!({"model": "mock/echo", "stream": stream,
+            "messages": [{"role": "user", "content": "write to bob.smith@example.com"}]})
+        .to_string()
+    };
+    let whole = http.post("/v1/chat/completions", &[], &body(false)).await;
+    assert_eq!(
+        whole.json()["choices"][0]["message"]["content"],
+        "Mock answer to: write to [EMAIL]"
+    );
+    let stream = http
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-chunks", "9")],
+            &body(true),
+        )
+        .await;
+    assert!(stream.text().contains("[DONE]"));
+    assert!(!stream.text().contains("bob.smith"));
+    assert!(gateway.stop());
+}
