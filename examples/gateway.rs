@@ -77,6 +77,7 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
 use tollgate::admin::Admin;
+use tollgate::alerts::WebhookNotifier;
 use tollgate::auth::{
     AuthLayer, JwtKey, JwtValidator, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore,
     SqliteKeyStore,
@@ -410,6 +411,13 @@ impl Shared {
             accounts.credit(account, balance);
         }
         preload_budget_spend(&ledger, &accounts).await?;
+        if let Some(url) = &config.alerts.webhook_url {
+            let alerts = WebhookNotifier::builder(url.expose())
+                .build()
+                .map_err(|e| format!("alerts.webhook_url: {e}"))?;
+            alerts.forward_budget_events(&accounts);
+            tracing::info!("budget alerts are posted to the configured webhook");
+        }
         let redis_url = config.stores.redis_url.as_ref().map(Secret::expose);
         let rate_limit_store = match redis_url {
             Some(url) => {

@@ -31,6 +31,7 @@
 //! | `admin` | `admin`: the admin API (keys) as an axum `Router` (pulls in axum) |
 //! | `postgres` | with `auth`: the PostgreSQL key store |
 //! | `config` | [`config`]: the gateway's typed TOML configuration (`${ENV}` secrets, errors naming the field) |
+//! | `alerts` | [`alerts`]: `Alert` and the `WebhookNotifier` (bounded queue, retries with backoff, never blocks a request) |
 //! | `guardrails` | [`guardrails`]: `GuardrailLayer` (block or redact prompts and answers, streams over a sliding window) and the regex `PiiRedactor` |
 //! | `metrics` | [`metrics`]: `MetricsLayer` and the Prometheus exposition of requests, latency, tokens, cost, cache and rate limits |
 //! | `full` | all of the above |
@@ -46,6 +47,9 @@ mod macros;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+#[cfg(feature = "alerts")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
+pub mod alerts;
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;

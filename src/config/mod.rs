@@ -184,6 +184,8 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     /// Content checks on prompts and answers.
     pub guardrails: GuardrailsConfig,
+    /// Webhook alerts.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -203,6 +205,7 @@ impl Default for Config {
             models: BTreeMap::new(),
             observability: ObservabilityConfig::default(),
             guardrails: GuardrailsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -682,4 +685,14 @@ pub enum PiiPolicy {
     Redact,
     /// Refuse with 400 `content_policy_violation` (a stream ends with an error event).
     Block,
+}
+
+/// `[alerts]`: operator alerts posted to a webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AlertsConfig {
+    /// Where alerts are posted as JSON (a secret: webhook URLs often carry a token).
+    /// Unset: no alerts.
+    pub webhook_url: Option<Secret>,
 }
