@@ -444,6 +444,7 @@ impl Shared {
             }
             _ => Arc::new(MemoryStore::new()),
         };
+        let metrics = ledger_metrics(&ledger);
         Ok(Shared {
             upstream: Upstream::builder().build(),
             mock,
@@ -456,9 +457,33 @@ impl Shared {
                 }),
             ),
             cache_store,
-            metrics: Registry::new(),
+            metrics,
         })
     }
+}
+
+/// The metrics registry, with the usage ledger's own counters read at each scrape.
+fn ledger_metrics(ledger: &SqliteLedger) -> Registry {
+    let registry = Registry::new();
+    let l = ledger.clone();
+    registry.counter_fn(
+        "tollgate_ledger_written",
+        "Usage records written to the ledger's database",
+        move || l.stats().written,
+    );
+    let l = ledger.clone();
+    registry.counter_fn(
+        "tollgate_ledger_spooled",
+        "Usage records spooled to the file next to the database (queue full or write failed)",
+        move || l.stats().spooled,
+    );
+    let l = ledger.clone();
+    registry.counter_fn(
+        "tollgate_ledger_replayed",
+        "Spooled usage records written to the database later",
+        move || l.stats().replayed,
+    );
+    registry
 }
 
 /// One configuration in force: the LLM stack built from it and its routes. A reload

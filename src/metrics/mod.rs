@@ -24,6 +24,10 @@
 //! | `tollgate_cache_total` | counter | `result` (`hit`, `miss`, `bypass`) |
 //! | `tollgate_rejections_total` | counter | `route`, `reason` (`rate_limited`, `insufficient_quota`, `authentication`, `permission_denied`, `invalid_request`, `payload_too_large`, `model_not_found`) |
 //!
+//! [`Registry::counter_fn`] and [`Registry::gauge_fn`] add series read at each scrape
+//! (the example gateway exposes its usage ledger's `tollgate_ledger_written_total`,
+//! `tollgate_ledger_spooled_total` and `tollgate_ledger_replayed_total` this way).
+//!
 //! The GenAI series follow the OpenTelemetry semantic conventions
 //! (`gen_ai.client.operation.duration`, `gen_ai.server.time_to_first_token`,
 //! `gen_ai.client.token.usage`), named the way OpenTelemetry names them in Prometheus:

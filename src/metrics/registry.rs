@@ -106,7 +106,8 @@ struct Families {
 }
 
 struct Inner {
-    registry: prometheus_client::registry::Registry,
+    /// Written once per collector added with `counter_fn` / `gauge_fn`; read per scrape.
+    registry: RwLock<prometheus_client::registry::Registry>,
     families: Families,
     /// Interned label values: the labelled models (bounded) and the providers.
     labels: RwLock<HashMap<String, Label>>,
@@ -219,7 +220,7 @@ impl Registry {
         );
         Registry {
             inner: Arc::new(Inner {
-                registry,
+                registry: RwLock::new(registry),
                 families,
                 labels: RwLock::new(HashMap::new()),
                 models: std::sync::atomic::AtomicUsize::new(0),
@@ -233,9 +234,39 @@ impl Registry {
     /// Every series in the Prometheus (OpenMetrics) text format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+        let registry = self
+            .inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// Adds a counter read from `value` at each scrape (e.g. a store's own counters);
+    /// `name` gets the `_total` suffix.
+    pub fn counter_fn<F>(&self, name: &'static str, help: &'static str, value: F)
+    where
+        F: Fn() -> u64 + Send + Sync + 'static,
+    {
+        self.collector(name, help, FnKind::Counter(Box::new(value)));
+    }
+
+    /// Adds a gauge read from `value` at each scrape (e.g. healthy channels).
+    pub fn gauge_fn<F>(&self, name: &'static str, help: &'static str, value: F)
+    where
+        F: Fn() -> i64 + Send + Sync + 'static,
+    {
+        self.collector(name, help, FnKind::Gauge(Box::new(value)));
+    }
+
+    fn collector(&self, name: &'static str, help: &'static str, kind: FnKind) {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_collector(Box::new(FnMetric { name, help, kind }));
     }
 
     /// The `content-type` of [`render`](Registry::render)'s output.
@@ -352,6 +383,49 @@ impl Registry {
             f.cost
                 .get_or_create(&CostLabels { model, provider })
                 .inc_by(cost);
+        }
+    }
+}
+
+enum FnKind {
+    Counter(Box<dyn Fn() -> u64 + Send + Sync>),
+    Gauge(Box<dyn Fn() -> i64 + Send + Sync>),
+}
+
+/// A metric whose value is read at each scrape.
+struct FnMetric {
+    name: &'static str,
+    help: &'static str,
+    kind: FnKind,
+}
+
+impl fmt::Debug for FnMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnMetric")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl prometheus_client::collector::Collector for FnMetric {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        match &self.kind {
+            FnKind::Counter(value) => {
+                let metric = prometheus_client::metrics::counter::ConstCounter::new(value());
+                let e =
+                    encoder.encode_descriptor(self.name, self.help, None, metric.metric_type())?;
+                metric.encode(e)
+            }
+            FnKind::Gauge(value) => {
+                let metric = prometheus_client::metrics::gauge::ConstGauge::new(value());
+                let e =
+                    encoder.encode_descriptor(self.name, self.help, None, metric.metric_type())?;
+                metric.encode(e)
+            }
         }
     }
 }

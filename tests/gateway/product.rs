@@ -117,6 +117,12 @@ async fn request_ids_everywhere_and_metrics_after_traffic() {
         ),
         Some(2.0)
     );
+    // The ledger's own counters are read at each scrape.
+    assert!(
+        sample(&s, "tollgate_ledger_written_total", &[]).is_some(),
+        "{text}"
+    );
+    assert_eq!(sample(&s, "tollgate_ledger_spooled_total", &[]), Some(0.0));
     assert!(gateway.stop(), "exits 0 on SIGTERM");
 }
 

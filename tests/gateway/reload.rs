@@ -120,3 +120,35 @@ async fn reload_under_load_loses_no_request() {
     );
     assert!(gateway.stop());
 }
+
+/// Without a signal: the file's modification time is watched (checked every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_is_picked_up_without_a_signal() {
+    let dir = TempDir::new("mtime");
+    dir.write("gateway.toml", &config(0));
+    let gateway = Gateway::start(&[
+        ("TOLLGATE_CONFIG", &dir.path("gateway.toml")),
+        ("TOLLGATE_DB", &dir.path("t.db")),
+    ]);
+    let http = Http::new(&gateway.url);
+    assert_eq!(
+        http.post("/v1/chat/completions", &[], &chat("new-7"))
+            .await
+            .status,
+        404
+    );
+    // A modification time surely different from the first file's, even on file
+    // systems that keep whole seconds.
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    dir.write("gateway.toml", &config(7));
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path("gateway.toml"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    gateway.wait_for_log("file changed").await;
+    let answer = http.post("/v1/chat/completions", &[], &chat("new-7")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(gateway.stop());
+}

@@ -262,3 +262,22 @@ async fn model_labels_are_bounded() {
     assert_eq!(count("mock/c"), None);
     assert_eq!(count("other"), Some(2.0));
 }
+
+#[test]
+fn series_read_at_each_scrape() {
+    let registry = Registry::new();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+    let read = count.clone();
+    registry.counter_fn("things_done", "Things done", move || {
+        read.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    registry.gauge_fn("healthy_channels", "Channels up", || -2);
+    let s = scrape(&registry);
+    assert_eq!(value(&s, "things_done_total", &[]), Some(3.0));
+    assert_eq!(value(&s, "healthy_channels", &[]), Some(-2.0));
+    count.store(7, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        value(&scrape(&registry), "things_done_total", &[]),
+        Some(7.0)
+    );
+}
