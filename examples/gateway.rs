@@ -133,12 +133,24 @@ async fn main() -> Result<(), BoxError> {
     let shared = Shared::start(&config).await?;
     let first = Generation::build(config.clone(), &shared)?;
     let current = Arc::new(ArcSwap::from_pointee(first));
-    if config_path.is_some() {
-        tokio::spawn(watch_config(
-            config_path.clone().expect("checked"),
-            current.clone(),
-            shared.clone(),
-        ));
+    match config_path.clone() {
+        Some(path) => {
+            tokio::spawn(watch_config(path, current.clone(), shared.clone()));
+        }
+        None => {
+            // Without a file there is nothing to reload, but SIGHUP must not end the
+            // process (its default action).
+            #[cfg(unix)]
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: no TOLLGATE_CONFIG, nothing to reload");
+                    }
+                });
+            }
+        }
     }
     let app = router(&config, &shared, current.clone());
 

@@ -59,6 +59,11 @@ async fn request_ids_everywhere_and_metrics_after_traffic() {
         .await;
     assert_eq!(mine.header("x-request-id"), Some("my-trace-42"));
 
+    // SIGHUP without a configuration file: logged, and the gateway keeps serving.
+    gateway.signal("HUP");
+    gateway.wait_for_log("nothing to reload").await;
+    assert_eq!(http.get("/health", &[]).await.status, 200);
+
     let scrape = http.get("/metrics", &[]).await;
     assert_eq!(scrape.status, 200);
     assert!(scrape.header("x-request-id").is_some());
