@@ -63,7 +63,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -152,7 +152,10 @@ async fn main() -> Result<(), BoxError> {
             }
         }
     }
-    let app = router(&config, &shared, current.clone());
+    // Readiness: true while serving, false from the shutdown signal on, so a load
+    // balancer stops sending new requests while those in flight finish.
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = router(&config, &shared, current.clone(), ready.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -176,6 +179,7 @@ async fn main() -> Result<(), BoxError> {
     )
     .with_graceful_shutdown(async move {
         shutdown_signal().await;
+        ready.store(false, Ordering::Relaxed);
         let _ = stopping.send(true);
     });
     // Graceful shutdown: stop accepting, let requests in flight finish up to the
@@ -580,7 +584,7 @@ impl Generation {
 }
 
 /// The PII guardrail, when configured: after metering (a refused prompt is metered as
-/// a 400), before the cache (which stores what clients were given).
+/// a 400), in front of the cache (hits are checked too; the key is the redacted prompt).
 fn guardrails(config: &Config) -> Option<GuardrailLayer> {
     let g = &config.guardrails;
     let mode = match g.pii {
@@ -932,7 +936,12 @@ fn jwt_validator(config: &Config) -> Result<Option<JwtValidator>, BoxError> {
     Ok(Some(validator))
 }
 
-fn router(config: &Config, shared: &Shared, current: Arc<ArcSwap<Generation>>) -> Router {
+fn router(
+    config: &Config,
+    shared: &Shared,
+    current: Arc<ArcSwap<Generation>>,
+    ready: Arc<AtomicBool>,
+) -> Router {
     let llm = Reloading {
         current: current.clone(),
     };
@@ -984,6 +993,20 @@ fn router(config: &Config, shared: &Shared, current: Arc<ArcSwap<Generation>>) -
     app.route(
         "/health",
         get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+    )
+    .route(
+        "/ready",
+        get(move || {
+            let ready = ready.load(Ordering::Relaxed);
+            async move {
+                let (status, text) = if ready {
+                    (http::StatusCode::OK, "ready")
+                } else {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                };
+                (status, Json(serde_json::json!({"status": text})))
+            }
+        }),
     )
     .fallback(not_found)
     .layer(

@@ -18,8 +18,12 @@
 //!   OpenAI, `event: error` for Anthropic). Nothing else in the stream changes (usage,
 //!   tool calls, other events).
 //!
-//! Place it after authentication and rate limiting and before the cache, so refused
-//! clients cost nothing and the cache stores what clients were given.
+//! Place it after authentication and rate limiting, so refused clients cost nothing,
+//! and in front of the cache, so every prompt is checked and every answer, cache hits
+//! included, passes the check in force; the cache key is computed on the redacted
+//! prompt. The cache then holds answers as the provider sent them (redacted again on
+//! each hit): put the layer inside the cache instead to keep them out of the store, at
+//! the cost of hits skipping the check.
 //!
 //! ```
 //! use tollgate::guardrails::{GuardrailLayer, PiiRedactor};

@@ -41,9 +41,10 @@ async fn request_ids_everywhere_and_metrics_after_traffic() {
         http.get("/nowhere", &[]).await,
         http.get("/health", &[]).await,
         http.get("/v1/models", &[]).await,
+        http.get("/ready", &[]).await,
     ];
     let statuses: Vec<_> = answers.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, [200, 404, 400, 405, 404, 200, 200]);
+    assert_eq!(statuses, [200, 404, 400, 405, 404, 200, 200, 200]);
     let mut ids = std::collections::HashSet::new();
     for answer in &answers {
         let id = answer.header("x-request-id").expect("x-request-id");

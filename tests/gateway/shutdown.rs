@@ -29,6 +29,9 @@ async fn shutdown_lets_the_stream_finish_and_flushes_the_ledger() {
     let first = guard(body.frame()).await.unwrap().unwrap();
     assert!(first.data_ref().is_some());
 
+    // A second connection, opened before the signal, asks for readiness after it.
+    let other = Http::new(&gateway.url);
+    assert_eq!(other.get("/ready", &[]).await.status, 200);
     gateway.signal("TERM");
     gateway.wait_for_log("shutting down").await;
     let rest = guard(body.collect())
