@@ -11,7 +11,7 @@ use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::registry::{Observation, Registry};
+use super::registry::{InFlight, Observation, Registry};
 use crate::error::GatewayError;
 use crate::extension::ServedBy;
 use crate::outcome::{observe, ObserveOptions, Outcome};
@@ -107,6 +107,7 @@ where
             }
         };
         let parsed = req.extensions().get::<LlmRequest>().cloned();
+        let in_flight = self.layer.registry.in_flight(super::route(endpoint));
         ResponseFuture {
             inner: self.inner.call(req),
             state: Some(Pending {
@@ -115,6 +116,7 @@ where
                 endpoint,
                 parsed,
                 slot,
+                in_flight,
             }),
         }
     }
@@ -126,6 +128,9 @@ struct Pending {
     endpoint: Option<Endpoint>,
     parsed: Option<LlmRequest>,
     slot: Option<ParsedSlot>,
+    /// Counted until the answer ends: the callback owns it, and a future dropped
+    /// before its answer drops it.
+    in_flight: InFlight,
 }
 
 /// Response future of [`Metrics`].
@@ -215,6 +220,7 @@ where
                     cost_usd,
                 };
                 pending.layer.registry.record(&obs, report);
+                drop(pending.in_flight);
             });
         }
         Poll::Ready(Ok(res))

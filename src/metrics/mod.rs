@@ -22,6 +22,7 @@
 //! | `tollgate_tokens_total` | counter | `model`, `provider`, `type` (`input`, `output`, `cached`) |
 //! | `tollgate_cost_usd_total` | counter | `model`, `provider` (with [`MetricsLayer::prices`]) |
 //! | `tollgate_cache_total` | counter | `result` (`hit`, `miss`, `bypass`) |
+//! | `tollgate_requests_in_flight` | gauge | `route`: requests whose answer has not ended (streams count until their end) |
 //! | `tollgate_rejections_total` | counter | `route`, `reason` (`rate_limited`, `insufficient_quota`, `authentication`, `permission_denied`, `invalid_request`, `payload_too_large`, `model_not_found`) |
 //!
 //! [`Registry::counter_fn`] and [`Registry::gauge_fn`] add series read at each scrape

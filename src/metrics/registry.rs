@@ -60,6 +60,11 @@ struct CostLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     result: &'static str,
 }
@@ -103,6 +108,7 @@ struct Families {
     cost: Family<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     cache: Family<CacheLabels, Counter>,
     rejections: Family<RejectLabels, Counter>,
+    in_flight: Family<RouteLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 struct Inner {
@@ -174,6 +180,7 @@ impl Registry {
             cost: Family::default(),
             cache: Family::default(),
             rejections: Family::default(),
+            in_flight: Family::default(),
         };
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register(
@@ -217,6 +224,11 @@ impl Registry {
             "tollgate_rejections",
             "Requests refused by the gateway, by route and reason",
             families.rejections.clone(),
+        );
+        registry.register(
+            "tollgate_requests_in_flight",
+            "Requests whose answer has not ended yet (streams included), by route",
+            families.in_flight.clone(),
         );
         Registry {
             inner: Arc::new(Inner {
@@ -305,6 +317,17 @@ impl Registry {
         label
     }
 
+    /// Counts one request in flight on `route` until the guard is dropped.
+    pub(crate) fn in_flight(&self, route: &'static str) -> InFlight {
+        let gauge = self
+            .inner
+            .families
+            .in_flight
+            .get_or_create_owned(&RouteLabels { route });
+        gauge.inc();
+        InFlight(gauge)
+    }
+
     /// Records one resolved response.
     pub(crate) fn record(&self, obs: &Observation<'_>, report: &Report) {
         let f = &self.inner.families;
@@ -384,6 +407,15 @@ impl Registry {
                 .get_or_create(&CostLabels { model, provider })
                 .inc_by(cost);
         }
+    }
+}
+
+/// One request in flight; dropped when its answer ends (or it is abandoned).
+pub(crate) struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -281,3 +281,44 @@ fn series_read_at_each_scrape() {
         Some(7.0)
     );
 }
+
+#[tokio::test]
+async fn requests_in_flight_until_their_answer_ends() {
+    let mock = MockServer::start().await.unwrap();
+    let registry = Registry::new();
+    let svc = stack(&registry, &mock);
+    let in_flight = |registry: &Registry| {
+        value(
+            &scrape(registry),
+            "tollgate_requests_in_flight",
+            &[("route", "/chat/completions")],
+        )
+    };
+    let req = |stream: bool| {
+        let body = json!({"model": "mock/echo", "stream": stream,
+            "messages": [{"role": "user", "content": "x"}]});
+        Request::post("/v1/chat/completions")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let first = svc.clone().oneshot(req(true)).await.unwrap();
+    let second = svc.clone().oneshot(req(false)).await.unwrap();
+    assert_eq!(
+        in_flight(&registry),
+        Some(2.0),
+        "heads sent, bodies not read"
+    );
+    first.into_body().collect().await.unwrap();
+    assert_eq!(in_flight(&registry), Some(1.0));
+    drop(second); // a client gone before the end
+    assert_eq!(in_flight(&registry), Some(0.0));
+    // A request abandoned before its head (the provider takes its time).
+    let mut slow = req(false);
+    slow.headers_mut()
+        .insert("x-mock-latency-ms", "10000".parse().unwrap());
+    let mut pending = tokio_test::task::spawn(svc.clone().oneshot(slow));
+    assert!(pending.poll().is_pending());
+    assert_eq!(in_flight(&registry), Some(1.0));
+    drop(pending);
+    assert_eq!(in_flight(&registry), Some(0.0));
+}
