@@ -167,6 +167,7 @@ where
             ObserveOptions::new(pending.started).endpoint(pending.endpoint),
         );
         if let Some(outcome) = res.extensions().get::<Outcome>() {
+            let status = res.status();
             let served = res.extensions().get::<ServedBy>().cloned();
             let error = res
                 .extensions()
@@ -214,6 +215,7 @@ where
                     model,
                     provider,
                     error,
+                    status,
                     cache,
                     elapsed,
                     ttfb: report.ttfb.map(|t| t + offset),

@@ -155,6 +155,9 @@ pub(crate) struct Observation<'a> {
     pub(crate) model: Option<&'a str>,
     pub(crate) provider: Option<&'a str>,
     pub(crate) error: Option<ErrorKind>,
+    /// The status this layer answered (a layer between it and the observer may have
+    /// changed the one in the report, e.g. a guardrail blocking an answer).
+    pub(crate) status: http::StatusCode,
     pub(crate) cache: Option<&'static str>,
     pub(crate) elapsed: Duration,
     pub(crate) ttfb: Option<Duration>,
@@ -338,7 +341,7 @@ impl Registry {
                 route: obs.route,
                 model: model.clone(),
                 provider: provider.clone(),
-                status: report.status.as_u16(),
+                status: obs.status.as_u16(),
             })
             .inc();
         if let Some(result) = obs.cache {
@@ -360,7 +363,7 @@ impl Registry {
         if obs.route == super::OTHER_ROUTE {
             return;
         }
-        let error_type = error_type(report, obs.error);
+        let error_type = error_type(obs.status, report, obs.error);
         let labels = GenAiLabels {
             gen_ai_operation_name: obs.operation,
             gen_ai_request_model: model.clone(),
@@ -370,11 +373,11 @@ impl Registry {
         f.duration
             .get_or_create(&labels)
             .observe(obs.elapsed.as_secs_f64());
-        if let (Some(ttfb), true) = (obs.ttfb, report.status.is_success()) {
+        if let (Some(ttfb), true) = (obs.ttfb, obs.status.is_success()) {
             f.ttft.get_or_create(&labels).observe(ttfb.as_secs_f64());
         }
         // Tokens and cost are the provider's: a cache hit used none.
-        if obs.cache == Some("hit") || !report.status.is_success() && report.usage.is_none() {
+        if obs.cache == Some("hit") || !obs.status.is_success() && report.usage.is_none() {
             return;
         }
         let usage = report.usage.unwrap_or_default();
@@ -464,11 +467,11 @@ impl prometheus_client::collector::Collector for FnMetric {
 
 /// OpenTelemetry's `error.type`: empty for a success, else the gateway's error kind
 /// or the status class.
-fn error_type(report: &Report, kind: Option<ErrorKind>) -> &'static str {
+fn error_type(status: http::StatusCode, report: &Report, kind: Option<ErrorKind>) -> &'static str {
     if let Some(kind) = kind {
         return kind_name(kind);
     }
-    match report.status.as_u16() {
+    match status.as_u16() {
         200..=399 => match report.end {
             crate::outcome::End::Complete => "",
             crate::outcome::End::UpstreamError => "upstream_stream_error",

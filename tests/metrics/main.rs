@@ -322,3 +322,42 @@ async fn requests_in_flight_until_their_answer_ends() {
     drop(pending);
     assert_eq!(in_flight(&registry), Some(0.0));
 }
+
+/// The status recorded is the one the client got, even when a layer between the
+/// metrics and the provider changed it (a guardrail blocking an answer).
+#[cfg(feature = "guardrails")]
+#[tokio::test]
+async fn the_status_recorded_is_the_clients() {
+    use tollgate::guardrails::{GuardrailLayer, PiiMode, PiiRedactor};
+    let mock = MockServer::start().await.unwrap();
+    let registry = Registry::new();
+    let target = Target::openai_compatible("mock", &mock.base_url()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(MetricsLayer::new(registry.clone()))
+        .layer(GuardrailLayer::new(
+            PiiRedactor::new().mode(PiiMode::Block).sides(false, true),
+        ))
+        .service(Upstream::new(target));
+    let svc = BoxCloneSyncService::new(svc);
+    let body = json!({"model": "mock/echo",
+        "messages": [{"role": "user", "content": "mail me at ann@example.com"}]});
+    let (status, _, _) = send(&svc, body).await;
+    assert_eq!(status, 400);
+    let s = scrape(&registry);
+    assert_eq!(
+        value(
+            &s,
+            "tollgate_requests_total",
+            &[
+                ("model", "mock/echo"),
+                ("provider", "mock"),
+                ("status", "400")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "tollgate_requests_total", &[("status", "200")]),
+        None
+    );
+}
