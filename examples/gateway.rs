@@ -103,6 +103,7 @@ use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -1099,8 +1100,20 @@ async fn dispatch(routes: Arc<Routes>, mut req: Request) -> Result<Response, Inf
             axum_response(GatewayError::model_not_found(llm.model()).to_response(llm.dialect()))
         }
         Some(target) => {
+            // One span per upstream attempt (one attempt until fail-over lands).
+            let span = tracing::info_span!(
+                "upstream",
+                target = target.name(),
+                model = target.model().unwrap_or(llm.model())
+            );
             req.extensions_mut().insert(target);
-            axum_response(routes.upstream.clone().oneshot(req).await?)
+            let res = routes
+                .upstream
+                .clone()
+                .oneshot(req)
+                .instrument(span)
+                .await?;
+            axum_response(res)
         }
     };
     res.extensions_mut()

@@ -511,6 +511,16 @@ pub struct PriceConfig {
 }
 
 impl PriceConfig {
+    /// A price with the same rate for cached and uncached input.
+    pub fn new(input: Money, output: Money) -> Self {
+        PriceConfig {
+            input,
+            output,
+            cached_input: None,
+            cache_write: None,
+        }
+    }
+
     /// The metering price.
     pub fn to_price(&self) -> crate::metering::Price {
         let mut price = crate::metering::Price::new(self.input, self.output);
@@ -579,6 +589,11 @@ impl Strategy {
 pub struct Alias(Vec<String>);
 
 impl Alias {
+    /// An alias for these models, tried in order (validated by [`Config::validate`]).
+    pub fn new(models: Vec<String>) -> Self {
+        Alias(models)
+    }
+
     /// The models, in order.
     pub fn models(&self) -> &[String] {
         &self.0

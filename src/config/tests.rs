@@ -256,3 +256,26 @@ fn channels_become_targets_in_priority_order() {
     assert!(channels[1].targets[0].api_key().is_none());
     assert!(channels[1].channel.serves("claude-3-5-haiku"));
 }
+
+#[test]
+fn a_config_built_in_code_is_validated_the_same_way() {
+    let mut config = Config::default();
+    config.channels.push(ChannelConfig::new(
+        "local",
+        Provider::Openai,
+        vec!["llama-*".to_owned()],
+    ));
+    config
+        .models
+        .insert("big".to_owned(), Alias::new(vec!["llama-70b".to_owned()]));
+    config.prices.insert(
+        "llama-*".to_owned(),
+        PriceConfig::new("0.10".parse().unwrap(), "0.20".parse().unwrap()),
+    );
+    config.validate().unwrap();
+    assert!(config.price_table().get("llama-70b").is_some());
+    config
+        .models
+        .insert("broken".to_owned(), Alias::new(vec!["gpt-9".to_owned()]));
+    assert_eq!(config.validate().unwrap_err().path(), "models.broken");
+}
