@@ -18,6 +18,9 @@
 //!   OpenAI, `event: error` for Anthropic). Nothing else in the stream changes (usage,
 //!   tool calls, other events).
 //!
+//! Not checked (yet): tool-call arguments and tool results, image inputs, and the text
+//! of Gemini-dialect clients (the gateway's clients speak OpenAI or Anthropic).
+//!
 //! Place it after authentication and rate limiting, so refused clients cost nothing,
 //! and in front of the cache, so every prompt is checked and every answer, cache hits
 //! included, passes the check in force; the cache key is computed on the redacted
