@@ -111,12 +111,24 @@ struct Families {
     in_flight: Family<RouteLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
+/// Handles onto the token series of one (operation, model, provider); each shares its
+/// value with the series in the registry.
+struct TokenSeries {
+    usage_input: Histogram,
+    usage_output: Histogram,
+    input: Counter,
+    output: Counter,
+    cached: Counter,
+}
+
 struct Inner {
     /// Written once per collector added with `counter_fn` / `gauge_fn`; read per scrape.
     registry: RwLock<prometheus_client::registry::Registry>,
     families: Families,
     /// Interned label values: the labelled models (bounded) and the providers.
     labels: RwLock<HashMap<String, Label>>,
+    /// Bounded like the labels: models are capped, providers are configured.
+    token_series: RwLock<HashMap<(&'static str, Label, Label), Arc<TokenSeries>>>,
     models: std::sync::atomic::AtomicUsize,
     dash: Label,
     other: Label,
@@ -238,6 +250,7 @@ impl Registry {
                 registry: RwLock::new(registry),
                 families,
                 labels: RwLock::new(HashMap::new()),
+                token_series: RwLock::new(HashMap::new()),
                 models: std::sync::atomic::AtomicUsize::new(0),
                 dash: Arc::new("-".to_owned()),
                 other: Arc::new(OTHER.to_owned()),
@@ -320,6 +333,56 @@ impl Registry {
         label
     }
 
+    /// The five token series of (operation, model, provider), found once and kept: one
+    /// map lookup per answer instead of five label-set lookups.
+    fn token_series(
+        &self,
+        operation: &'static str,
+        model: &Label,
+        provider: &Label,
+    ) -> Arc<TokenSeries> {
+        let key = (operation, model.clone(), provider.clone());
+        if let Some(series) = self
+            .inner
+            .token_series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return series.clone();
+        }
+        let f = &self.inner.families;
+        let usage = |kind| {
+            f.token_usage.get_or_create_owned(&TokenHistogramLabels {
+                gen_ai_operation_name: operation,
+                gen_ai_request_model: model.clone(),
+                gen_ai_provider_name: provider.clone(),
+                gen_ai_token_type: kind,
+            })
+        };
+        let count = |kind| {
+            f.tokens.get_or_create_owned(&TokenLabels {
+                model: model.clone(),
+                provider: provider.clone(),
+                r#type: kind,
+            })
+        };
+        let series = Arc::new(TokenSeries {
+            usage_input: usage("input"),
+            usage_output: usage("output"),
+            input: count("input"),
+            output: count("output"),
+            cached: count("cached"),
+        });
+        self.inner
+            .token_series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(series)
+            .clone()
+    }
+
     /// Counts one request in flight on `route` until the guard is dropped.
     pub(crate) fn in_flight(&self, route: &'static str) -> InFlight {
         let gauge = self
@@ -382,29 +445,12 @@ impl Registry {
         }
         let usage = report.usage.unwrap_or_default();
         let output = report.completion_tokens();
-        for (kind, n) in [("input", usage.prompt_tokens), ("output", output)] {
-            f.token_usage
-                .get_or_create(&TokenHistogramLabels {
-                    gen_ai_operation_name: obs.operation,
-                    gen_ai_request_model: model.clone(),
-                    gen_ai_provider_name: provider.clone(),
-                    gen_ai_token_type: kind,
-                })
-                .observe(n as f64);
-        }
-        for (kind, n) in [
-            ("input", usage.prompt_tokens),
-            ("output", output),
-            ("cached", usage.cached_tokens),
-        ] {
-            f.tokens
-                .get_or_create(&TokenLabels {
-                    model: model.clone(),
-                    provider: provider.clone(),
-                    r#type: kind,
-                })
-                .inc_by(n);
-        }
+        let tokens = self.token_series(obs.operation, &model, &provider);
+        tokens.usage_input.observe(usage.prompt_tokens as f64);
+        tokens.usage_output.observe(output as f64);
+        tokens.input.inc_by(usage.prompt_tokens);
+        tokens.output.inc_by(output);
+        tokens.cached.inc_by(usage.cached_tokens);
         if let Some(cost) = obs.cost_usd {
             f.cost
                 .get_or_create(&CostLabels { model, provider })
