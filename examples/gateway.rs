@@ -9,13 +9,21 @@
 //!   -d '{"model":"mock/echo","messages":[{"role":"user","content":"hello"}]}'
 //! ```
 //!
-//! Environment (see the README for the full table):
+//! Configuration: `TOLLGATE_CONFIG=path/to/gateway.toml` loads a TOML file (every field
+//! is documented in `examples/gateway.toml`); without it the embedded default applies.
+//! `gateway --check-config FILE` validates a file and exits (0 valid, 1 invalid, with
+//! the path of the bad field). The file is reloaded when it changes and on SIGHUP: a
+//! valid new file is swapped in atomically (requests in flight finish on the old
+//! one), an invalid one is refused with a log line and the running one stays.
+//!
+//! Environment variables override the file's fields (see the README for the table):
 //!
 //! - `TOLLGATE_LISTEN`: address to serve on (default `127.0.0.1:8080`; port 0 picks one).
 //! - `OPENAI_API_KEY` / `OPENAI_BASE_URL`: models other than the ones below go to
 //!   OpenAI (or any OpenAI-compatible base URL) when the key is set.
 //! - `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`: `claude-*` models go to Anthropic.
 //! - `GEMINI_API_KEY` / `GEMINI_BASE_URL`: `gemini-*` models go to Gemini.
+//!   (These three make channels only when the configuration file defines none.)
 //! - `TOLLGATE_REDIS_URL`: keep rate-limit counters, cached answers, prepaid balances
 //!   and budget spend in Redis, shared by every replica (default: in memory); `TOLLGATE_REDIS_FAIL=open|closed` says what happens when
 //!   Redis does not answer within 50 ms (default `open`: admit without counting).
@@ -25,9 +33,11 @@
 //!   entries, e.g. `mock/echo rpm=60,tpm=10000; gpt-4o-mini max_parallel=8`.
 //! - `TOLLGATE_RATE_LIMIT_CLIENT`: limits per client IP address (IPv6 by /64).
 //! - `TOLLGATE_MASTER_KEY`: turns authentication on. Every `/v1/*` route then needs a
-//!   key (`Authorization: Bearer` or `x-api-key`), and `/admin` (API) and `/admin/ui`
-//!   (dashboard) are mounted for this key and admin-role keys. Unset: the
-//!   gateway is open to anyone who can reach it, and says so at start.
+//!   key (`Authorization: Bearer` or `x-api-key`), and `/admin` is mounted for this
+//!   key (and admin-role keys) to manage keys, balances, usage and to read the
+//!   configuration (`GET /admin/config`, secrets masked), plus the dashboard at
+//!   `/admin/ui`. Unset: the gateway is open to
+//!   anyone who can reach it, and says so at start.
 //! - `TOLLGATE_DB`: the SQLite file holding the usage ledger and, with authentication,
 //!   the keys (default `./tollgate.db`).
 //! - `TOLLGATE_DATABASE_URL`: keep the keys in PostgreSQL instead (`postgres://...`).
@@ -38,7 +48,12 @@
 //!   local JWKS file, read at start): with `TOLLGATE_MASTER_KEY`, also accept JWTs
 //!   (claims `sub`, `team`, `role`, `models`); `TOLLGATE_JWT_ISSUER` and
 //!   `TOLLGATE_JWT_AUDIENCE` require those claims.
+//! - `TOLLGATE_LOG_FORMAT`: `text` (default) or `json` (one object per line).
 //! - `RUST_LOG`: log filter (default `info`).
+//!
+//! Prometheus metrics are served at `GET /metrics` (see `tollgate::metrics`). On
+//! SIGTERM the gateway stops accepting, lets requests in flight finish (up to
+//! `shutdown_grace_seconds`, default 30), flushes the usage ledger and exits 0.
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
 //! mock in the OpenAI, Anthropic and Gemini dialects. Both `/v1/chat/completions` and
@@ -46,18 +61,22 @@
 //!
 //! It prints `listening on http://ADDR` on stdout once it accepts connections.
 
-// mimalloc for the binary: a gateway allocates and frees per request, and with the system
-// allocator malloc and free were a fifth of its instructions (benches/README.md). The
-// raw proxy of the end-to-end bench uses it too, so the ratio compares like with like.
-// Embedders choose their own allocator: the library sets none.
+// mimalloc for the binary: a gateway allocates and frees per request, and with the
+// system allocator malloc and free were a fifth of its instructions (benches/README.md).
+// The raw proxy of the end-to-end bench uses it too, so the ratio compares like with
+// like. Embedders choose their own allocator: the library sets none.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -66,150 +85,99 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
 use tollgate::admin::{dashboard, Admin};
+use tollgate::alerts::WebhookNotifier;
 use tollgate::auth::{
     AuthLayer, JwtKey, JwtValidator, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore,
     SqliteKeyStore,
 };
 use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
+use tollgate::config::{
+    CacheMode, ChannelConfig, Config, FailPolicy, LogFormat, PiiPolicy, Provider, RateLimits,
+    Secret,
+};
 use tollgate::error::{ErrorKind, GatewayError};
 use tollgate::extension::ClientAddr;
+use tollgate::failover::FailoverLayer;
+use tollgate::guardrails::{GuardrailLayer, PiiMode, PiiRedactor};
 use tollgate::metering::{
     Account, Accounts, GroupBy, MeteringLayer, Money, Period, SqliteLedger, UsageQuery,
 };
+use tollgate::metrics::{MetricsLayer, Registry};
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
-use tollgate::ratelimit::{FailMode, Limits, RateLimitLayer, RedisStore};
-use tollgate::request::LlmRequest;
+use tollgate::ratelimit::{FailMode, RateLimitLayer, RateLimitStore, RedisStore};
+use tollgate::request::{BodyLimit, LlmRequest};
+use tollgate::routing::RoutingLayer;
 use tollgate::testing::MockServer;
-use tollgate::upstream::{ApiKey, Target, Upstream};
+use tollgate::upstream::{Target, Upstream};
 use tollgate::{Dialect, Endpoint};
 use tower::ServiceBuilder;
 use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
-/// Where each model goes: the in-process mock in three dialects, Anthropic and Gemini
-/// by model prefix (when configured), OpenAI (when configured) for the rest.
-#[derive(Clone)]
-struct Providers {
-    upstream: Upstream,
-    mock: Target,
-    mock_anthropic: Target,
-    mock_gemini: Target,
-    openai: Option<Target>,
-    anthropic: Option<Target>,
-    gemini: Option<Target>,
-}
-
-impl Providers {
-    fn target_for(&self, model: &str) -> Option<&Target> {
-        if model.starts_with("mock/") {
-            Some(&self.mock)
-        } else if model.starts_with("mock-anthropic/") {
-            Some(&self.mock_anthropic)
-        } else if model.starts_with("mock-gemini/") {
-            Some(&self.mock_gemini)
-        } else if model.starts_with("claude-") {
-            self.anthropic.as_ref()
-        } else if model.starts_with("gemini-") {
-            self.gemini.as_ref()
-        } else {
-            self.openai.as_ref()
-        }
-    }
-}
-
-/// A provider target from `{PREFIX}_API_KEY` and `{PREFIX}_BASE_URL`, if the key is set.
-fn from_env(
-    prefix: &str,
-    default_base: &str,
-    dialect: Dialect,
-    name: &'static str,
-    serves: &str,
-) -> Result<Option<Target>, Box<dyn std::error::Error>> {
-    match std::env::var(format!("{prefix}_API_KEY")) {
-        Ok(key) if !key.is_empty() => {
-            let base =
-                std::env::var(format!("{prefix}_BASE_URL")).unwrap_or_else(|_| default_base.into());
-            let target = Target::with_dialect(name, &base, dialect)
-                .map_err(|e| format!("{prefix}_BASE_URL: {e}"))?
-                .with_api_key(ApiKey::new(key));
-            tracing::info!(base_url = %base, "{prefix}_API_KEY set: {serves} go to this provider");
-            Ok(Some(target))
-        }
-        _ => {
-            tracing::info!("{prefix}_API_KEY not set: {serves} are not served");
-            Ok(None)
-        }
-    }
-}
+type BoxError = Box<dyn std::error::Error>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr) // stdout carries only the `listening on` line
-        .init();
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {}
+        [flag, file] if flag == "--check-config" => check_config(file),
+        _ => {
+            eprintln!("usage: gateway [--check-config FILE]");
+            std::process::exit(2);
+        }
+    }
+    let config_path = std::env::var_os("TOLLGATE_CONFIG")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let config = load_config(config_path.as_deref())?;
+    init_logs(config.observability.log_format);
+    match &config_path {
+        Some(path) => {
+            tracing::info!(path = %path.display(), "configuration file (TOLLGATE_CONFIG)")
+        }
+        None => tracing::info!("no TOLLGATE_CONFIG: the embedded default configuration"),
+    }
+    let config = Arc::new(config);
+    let shared = Shared::start(&config).await?;
+    let first = Generation::build(config.clone(), &shared)?;
+    let current = Arc::new(ArcSwap::from_pointee(first));
+    match config_path.clone() {
+        Some(path) => {
+            tokio::spawn(watch_config(path, current.clone(), shared.clone()));
+        }
+        None => {
+            // Without a file there is nothing to reload, but SIGHUP must not end the
+            // process (its default action).
+            #[cfg(unix)]
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: no TOLLGATE_CONFIG, nothing to reload");
+                    }
+                });
+            }
+        }
+    }
+    // Readiness: true while serving, false from the shutdown signal on, so a load
+    // balancer stops sending new requests while those in flight finish.
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = router(&config, &shared, current.clone(), ready.clone());
 
-    let auth = authentication().await?;
-
-    let mock = MockServer::start().await?;
-    tracing::info!(base_url = %mock.base_url(), "mock provider serving models mock/<name>");
-    let openai = from_env(
-        "OPENAI",
-        "https://api.openai.com/v1",
-        Dialect::OpenAi,
-        "openai",
-        "other models",
-    )?;
-    let anthropic = from_env(
-        "ANTHROPIC",
-        "https://api.anthropic.com/v1",
-        Dialect::Anthropic,
-        "anthropic",
-        "claude-* models",
-    )?;
-    let gemini = from_env(
-        "GEMINI",
-        "https://generativelanguage.googleapis.com/v1beta",
-        Dialect::Gemini,
-        "gemini",
-        "gemini-* models",
-    )?;
-    let providers = Providers {
-        upstream: Upstream::builder().build(),
-        mock: Target::openai_compatible("mock", &mock.base_url())?,
-        mock_anthropic: Target::anthropic("mock-anthropic", &mock.base_url())?,
-        mock_gemini: Target::gemini("mock-gemini", &mock.base_url())?,
-        openai,
-        anthropic,
-        gemini,
-    };
-
-    let db = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
-    let ledger = SqliteLedger::open(&db).await?;
-    tracing::info!(path = %db, "usage ledger: SQLite (TOLLGATE_DB)");
-    // Prepaid balances: credited through /admin/balances, applied by metering, and
-    // rebuilt here from the stored credits and the records (spooled ones replayed first).
-    ledger.flush().await;
-    let accounts = accounts(&ledger).await?;
-    let app = router(
-        Arc::new(providers),
-        rate_limits().await?,
-        auth,
-        ledger.clone(),
-        accounts,
-        cache().await?,
-    );
-    let listen: SocketAddr = std::env::var("TOLLGATE_LISTEN")
-        .unwrap_or_else(|_| "127.0.0.1:8080".into())
-        .parse()
-        .map_err(|e| format!("TOLLGATE_LISTEN: {e} (expected host:port, e.g. 127.0.0.1:8080)"))?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        format!("cannot listen on {listen}: {e}; set TOLLGATE_LISTEN to a free address")
-    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}: {e}; set TOLLGATE_LISTEN (or `listen`) to a free address",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "tollgate gateway ready");
     println!("listening on http://{addr}");
@@ -217,35 +185,619 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
-    ledger.flush().await;
-    let stats = ledger.stats();
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        ready.store(false, Ordering::Relaxed);
+        let _ = stopping.send(true);
+    });
+    // Graceful shutdown: stop accepting, let requests in flight finish up to the
+    // deadline, then close what is left.
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let deadline = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = deadline => tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "shutdown deadline passed: closing the connections still open"
+        ),
+    }
+    shared.ledger.flush().await;
+    let stats = shared.ledger.stats();
     tracing::info!(
         written = stats.written,
         spooled = stats.spooled,
         replayed = stats.replayed,
         "usage ledger flushed"
     );
-    drop(mock);
+    drop(shared);
     Ok(())
 }
 
-/// Prepaid balances and budgets: in this process, or with `TOLLGATE_REDIS_URL` in Redis,
-/// shared by every replica. Either way they start from the ledger: its credits minus
-/// what was spent since, and the spend of each current budget period, so a restart
-/// resets nothing (the first replica to start seeds Redis; the others find the fleet's
-/// figures there).
-async fn accounts(ledger: &SqliteLedger) -> Result<Accounts, Box<dyn std::error::Error>> {
+/// `--check-config FILE`: validates the file (with `${ENV}` expansion) and exits.
+fn check_config(file: &str) -> ! {
+    match Config::from_file(file) {
+        Ok(config) => {
+            println!(
+                "{file}: valid ({} channels, {} model aliases)",
+                config.channels.len(),
+                config.models.len()
+            );
+            std::process::exit(0)
+        }
+        Err(err) => {
+            eprintln!("invalid configuration: {err}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The configuration file (or the embedded default) with the environment on top.
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, BoxError> {
+    let mut config = match path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    apply_env(&mut config)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// The environment variables the gateway has always read override the file's fields.
+fn apply_env(config: &mut Config) -> Result<(), String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(v) = var("TOLLGATE_LISTEN") {
+        config.listen = v.parse().map_err(|e| {
+            format!("TOLLGATE_LISTEN: {e} (expected host:port, e.g. 127.0.0.1:8080)")
+        })?;
+    }
+    if let Some(master) = std::env::var_os("TOLLGATE_MASTER_KEY") {
+        let master = master
+            .into_string()
+            .map_err(|_| "TOLLGATE_MASTER_KEY must be visible ASCII".to_owned())?;
+        config.auth.master_key = Some(Secret::new(master));
+    }
+    if let Some(v) = var("TOLLGATE_JWT_HS256_SECRET") {
+        config.auth.jwt_hs256_secret = Some(Secret::new(v));
+    }
+    if let Some(v) = var("TOLLGATE_JWKS_FILE") {
+        config.auth.jwks_file = Some(v.into());
+    }
+    if let Some(v) = var("TOLLGATE_JWT_ISSUER") {
+        config.auth.jwt_issuer = Some(v);
+    }
+    if let Some(v) = var("TOLLGATE_JWT_AUDIENCE") {
+        config.auth.jwt_audience = Some(v);
+    }
+    if let Some(v) = var("TOLLGATE_DB") {
+        config.stores.sqlite = v.into();
+    }
+    if let Some(v) = var("TOLLGATE_DATABASE_URL") {
+        config.stores.database_url = Some(Secret::new(v));
+    }
+    if let Some(v) = var("TOLLGATE_REDIS_URL") {
+        config.stores.redis_url = Some(Secret::new(v));
+    }
+    if let Some(v) = var("TOLLGATE_REDIS_FAIL") {
+        config.stores.redis_fail = match v.as_str() {
+            "open" => FailPolicy::Open,
+            "closed" => FailPolicy::Closed,
+            other => {
+                return Err(format!(
+                    "TOLLGATE_REDIS_FAIL: `{other}` (expected open or closed)"
+                ))
+            }
+        };
+    }
+    if let Some(v) = var("TOLLGATE_CACHE") {
+        config.cache.policy = match v.as_str() {
+            "deterministic" => CacheMode::Deterministic,
+            "always" => CacheMode::Always,
+            "never" => CacheMode::Never,
+            other => {
+                return Err(format!(
+                    "TOLLGATE_CACHE: `{other}` (expected deterministic, always or never)"
+                ))
+            }
+        };
+    }
+    if let Some(v) = var("TOLLGATE_LOG_FORMAT") {
+        config.observability.log_format = match v.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(format!(
+                    "TOLLGATE_LOG_FORMAT: `{other}` (expected text or json)"
+                ))
+            }
+        };
+    }
+    if let Some(v) = var("TOLLGATE_RATE_LIMIT_GLOBAL") {
+        config.limits.global = Some(parse_limits("TOLLGATE_RATE_LIMIT_GLOBAL", &v)?);
+    }
+    if let Some(v) = var("TOLLGATE_RATE_LIMIT_CLIENT") {
+        config.limits.client = Some(parse_limits("TOLLGATE_RATE_LIMIT_CLIENT", &v)?);
+    }
+    if let Some(text) = var("TOLLGATE_RATE_LIMIT_MODELS") {
+        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (model, spec) = entry.split_once(char::is_whitespace).ok_or_else(|| {
+                format!("TOLLGATE_RATE_LIMIT_MODELS: `{entry}`: expected `MODEL LIMITS`")
+            })?;
+            let name = format!("TOLLGATE_RATE_LIMIT_MODELS ({model})");
+            config
+                .limits
+                .models
+                .insert(model.to_owned(), parse_limits(&name, spec.trim())?);
+        }
+    }
+    // Provider keys in the environment make channels only when the file has none.
+    if config.channels.is_empty() {
+        let providers = [
+            ("OPENAI", Provider::Openai, "*", -1),
+            ("ANTHROPIC", Provider::Anthropic, "claude-*", 0),
+            ("GEMINI", Provider::Gemini, "gemini-*", 0),
+        ];
+        for (prefix, provider, models, priority) in providers {
+            if let Some(key) = var(&format!("{prefix}_API_KEY")) {
+                let mut channel = ChannelConfig::new(
+                    prefix.to_ascii_lowercase(),
+                    provider,
+                    vec![models.to_owned()],
+                );
+                channel.base_url = var(&format!("{prefix}_BASE_URL"));
+                channel.api_keys = vec![Secret::new(key)];
+                channel.priority = priority;
+                config.channels.push(channel);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rpm=600,tpm=200000,max_parallel=8` (the `TOLLGATE_RATE_LIMIT_*` format).
+fn parse_limits(name: &str, text: &str) -> Result<RateLimits, String> {
+    let mut limits = RateLimits::default();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{name}: `{part}`: expected KEY=NUMBER"))?;
+        let n: u64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name}: `{part}`: expected a positive number"))?;
+        match key.trim() {
+            "rpm" => limits.rpm = Some(n),
+            "rpd" => limits.rpd = Some(n),
+            "tpm" => limits.tpm = Some(n),
+            "tpd" => limits.tpd = Some(n),
+            "max_parallel" => {
+                limits.max_parallel =
+                    Some(u32::try_from(n).map_err(|_| format!("{name}: `{part}`: too large"))?)
+            }
+            other => {
+                return Err(format!(
+                    "{name}: unknown limit `{other}` (expected rpm, rpd, tpm, tpd or max_parallel)"
+                ))
+            }
+        }
+    }
+    Ok(limits)
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // stdout carries only the `listening on` line.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+/// What lives as long as the process: stores, the ledger, authentication, the mock,
+/// the upstream connection pool and the metrics. A reload keeps all of it.
+#[derive(Clone)]
+struct Shared {
+    upstream: Upstream,
+    mock: Option<Arc<MockServer>>,
+    ledger: SqliteLedger,
+    accounts: Accounts,
+    auth: Option<(KeyAuthenticator, Keys)>,
+    rate_limit_store: Option<RateLimitStore>,
+    cache_store: Arc<dyn CacheStore>,
+    metrics: Registry,
+}
+
+impl Shared {
+    async fn start(config: &Config) -> Result<Shared, BoxError> {
+        let auth = authentication(config).await?;
+        let mock = if config.mock {
+            let mock = MockServer::start().await?;
+            tracing::info!(base_url = %mock.base_url(), "mock provider serving models mock/<name>");
+            Some(Arc::new(mock))
+        } else {
+            None
+        };
+        let db = &config.stores.sqlite;
+        let ledger = SqliteLedger::open(db).await?;
+        tracing::info!(path = %db.display(), "usage ledger: SQLite (TOLLGATE_DB or stores.sqlite)");
+        // Prepaid balances: credited through /admin/balances, applied by metering, and
+        // rebuilt here from the stored credits and the records (spooled ones replayed first).
+        ledger.flush().await;
+        let accounts = accounts(config, &ledger).await?;
+        if let Some(url) = &config.alerts.webhook_url {
+            let alerts = WebhookNotifier::builder(url.expose())
+                .build()
+                .map_err(|e| format!("alerts.webhook_url: {e}"))?;
+            alerts.forward_budget_events(&accounts);
+            tracing::info!("budget alerts are posted to the configured webhook");
+        }
+        let redis_url = config.stores.redis_url.as_ref().map(Secret::expose);
+        let rate_limit_store = match redis_url {
+            Some(url) => {
+                let fail = match config.stores.redis_fail {
+                    FailPolicy::Closed => FailMode::Closed,
+                    _ => FailMode::Open,
+                };
+                let store = RedisStore::builder(url).fail_mode(fail).connect().await?;
+                tracing::info!(?fail, "rate limits are shared in Redis");
+                Some(RateLimitStore::from(store))
+            }
+            None => {
+                tracing::info!(
+                    "rate limits are kept in memory (set TOLLGATE_REDIS_URL to share them)"
+                );
+                None
+            }
+        };
+        let cache_store: Arc<dyn CacheStore> = match redis_url {
+            Some(url) if config.cache.policy != CacheMode::Never => {
+                let store = tollgate::cache::RedisStore::connect(url).await?;
+                tracing::info!("response cache in Redis (fails open: a miss when Redis is down)");
+                Arc::new(store)
+            }
+            _ => Arc::new(MemoryStore::new()),
+        };
+        let metrics = ledger_metrics(&ledger);
+        Ok(Shared {
+            upstream: Upstream::builder().build(),
+            mock,
+            ledger,
+            accounts,
+            auth,
+            rate_limit_store: Some(
+                rate_limit_store.unwrap_or_else(|| {
+                    RateLimitStore::from(tollgate::ratelimit::MemoryStore::new())
+                }),
+            ),
+            cache_store,
+            metrics,
+        })
+    }
+}
+
+/// The metrics registry, with the usage ledger's own counters read at each scrape.
+fn ledger_metrics(ledger: &SqliteLedger) -> Registry {
+    let registry = Registry::new();
+    let l = ledger.clone();
+    registry.counter_fn(
+        "tollgate_ledger_written",
+        "Usage records written to the ledger's database",
+        move || l.stats().written,
+    );
+    let l = ledger.clone();
+    registry.counter_fn(
+        "tollgate_ledger_spooled",
+        "Usage records spooled to the file next to the database (queue full or write failed)",
+        move || l.stats().spooled,
+    );
+    let l = ledger.clone();
+    registry.counter_fn(
+        "tollgate_ledger_replayed",
+        "Spooled usage records written to the database later",
+        move || l.stats().replayed,
+    );
+    registry
+}
+
+/// One configuration in force: the LLM stack built from it and its routes. A reload
+/// builds a new one and swaps it in; requests in flight finish on the one they began on.
+struct Generation {
+    config: Arc<Config>,
+    /// The channels of this configuration, with their live health (the admin API's
+    /// `/admin/channels` reads the one in force).
+    router: tollgate::routing::Router,
+    llm: LlmService,
+}
+
+type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+
+impl Generation {
+    fn build(config: Arc<Config>, shared: &Shared) -> Result<Generation, BoxError> {
+        let router = routing_table(&config, shared)?;
+        let mut rate_limits = RateLimitLayer::new();
+        if let Some(store) = &shared.rate_limit_store {
+            rate_limits = rate_limits.store(store.clone());
+        }
+        if let Some(limits) = &config.limits.client {
+            rate_limits = rate_limits.per_client_ip(limits.to_limits());
+        }
+        if let Some(limits) = &config.limits.global {
+            rate_limits = rate_limits.global(limits.to_limits());
+        }
+        for (model, limits) in &config.limits.models {
+            rate_limits = rate_limits.model(model.clone(), limits.to_limits());
+        }
+        let mut cache = CacheLayer::new()
+            .store(shared.cache_store.clone())
+            .policy(CachePolicy::from(config.cache.policy));
+        if let Some(ttl) = config.cache.ttl_seconds {
+            cache = cache.ttl(Duration::from_secs(ttl));
+        }
+        if let Some(bytes) = config.cache.max_entry_bytes {
+            cache = cache.max_entry_bytes(bytes);
+        }
+        let prices = config.price_table();
+        // Routing picks the channels for the model; fail-over tries them in turn (a
+        // model one channel serves gets exactly one attempt: the provider's own answer).
+        let upstream = shared.upstream.clone();
+        let routed = ServiceBuilder::new()
+            .layer(RoutingLayer::new(router.clone()))
+            .layer(FailoverLayer::new().revisit(false))
+            .service_fn(move |req: http::Request<tollgate::Body>| attempt(upstream.clone(), req));
+        let routed = tower::util::BoxCloneSyncService::new(routed);
+        // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
+        // max_parallel), and on the client address.
+        let inner = ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(rate_limits)
+            .layer(
+                MeteringLayer::new(shared.ledger.clone())
+                    .accounts(shared.accounts.clone())
+                    .prices(prices.clone()),
+            )
+            .option_layer(guardrails(&config))
+            .layer(cache)
+            .service_fn(move |req: http::Request<tollgate::Body>| {
+                dispatch(routed.clone(), req.map(axum::body::Body::new))
+            });
+        let inner = match &shared.auth {
+            Some((authenticator, _)) => LlmService::new(
+                ServiceBuilder::new()
+                    .map_response(IntoResponse::into_response)
+                    .layer(AuthLayer::new(authenticator.clone()))
+                    .service(inner),
+            ),
+            None => LlmService::new(inner),
+        };
+        // Metrics outermost, so refused requests count too.
+        let body_limit = BodyLimit(config.body_limit);
+        let llm = LlmService::new(
+            ServiceBuilder::new()
+                .map_response(IntoResponse::into_response)
+                .layer(MetricsLayer::new(shared.metrics.clone()).prices(prices))
+                .map_request(move |mut req: Request| {
+                    req.extensions_mut().insert(body_limit);
+                    req
+                })
+                .service(inner),
+        );
+        Ok(Generation {
+            config,
+            router,
+            llm,
+        })
+    }
+}
+
+/// The PII guardrail, when configured: after metering (a refused prompt is metered as
+/// a 400), in front of the cache (hits are checked too; the key is the redacted prompt).
+fn guardrails(config: &Config) -> Option<GuardrailLayer> {
+    let g = &config.guardrails;
+    let mode = match g.pii {
+        PiiPolicy::Redact => PiiMode::Redact,
+        PiiPolicy::Block => PiiMode::Block,
+        _ => return None,
+    };
+    Some(GuardrailLayer::new(
+        PiiRedactor::new().mode(mode).sides(g.requests, g.responses),
+    ))
+}
+
+/// Sends each request to the LLM stack of the configuration in force when it arrived.
+#[derive(Clone)]
+struct Reloading {
+    current: Arc<ArcSwap<Generation>>,
+}
+
+impl tower::Service<Request> for Reloading {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<LlmService, Request>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The stack is chosen per request; its readiness is driven by `oneshot`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        self.current.load().llm.clone().oneshot(req)
+    }
+}
+
+/// Reloads the configuration on SIGHUP and when the file changes (its modification
+/// time, checked every second). An invalid file is refused with a log line and the
+/// running configuration stays.
+async fn watch_config(path: PathBuf, current: Arc<ArcSwap<Generation>>, shared: Shared) {
+    let mtime = |path: &std::path::Path| -> Option<SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    };
+    let mut seen = mtime(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        #[cfg(unix)]
+        let signal = async {
+            match hup.as_mut() {
+                Some(hup) => {
+                    hup.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signal = std::future::pending::<()>();
+        let why = tokio::select! {
+            () = signal => "SIGHUP",
+            _ = tick.tick() => {
+                let now = mtime(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "file changed"
+            }
+        };
+        let reloaded = load_config(Some(&path))
+            .and_then(|config| Generation::build(Arc::new(config), &shared));
+        match reloaded {
+            Ok(generation) => {
+                let old = current.load();
+                for field in restart_only(&old.config, &generation.config) {
+                    tracing::warn!(
+                        field,
+                        "configuration reload: this field needs a restart; the running value stays"
+                    );
+                }
+                tracing::info!(
+                    why,
+                    channels = generation.config.channels.len(),
+                    aliases = generation.config.models.len(),
+                    "configuration reloaded"
+                );
+                current.store(Arc::new(generation));
+            }
+            Err(err) => tracing::error!(
+                why,
+                error = %err,
+                "configuration reload refused; the running configuration stays"
+            ),
+        }
+    }
+}
+
+/// The fields a reload cannot change (they are read once at start).
+fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if old.listen != new.listen {
+        fields.push("listen");
+    }
+    if old.mock != new.mock {
+        fields.push("mock");
+    }
+    if old.stores != new.stores {
+        fields.push("stores");
+    }
+    if old.auth != new.auth {
+        fields.push("auth");
+    }
+    if old.observability != new.observability {
+        fields.push("observability");
+    }
+    fields
+}
+
+/// The routing table of a configuration: its `[[channels]]`, `[models]` aliases and
+/// `[routing]` strategy, plus the embedded mock's three channels (one per dialect, by
+/// model prefix). The mock's channels never go down: its failures are scripted.
+fn routing_table(config: &Config, shared: &Shared) -> Result<tollgate::routing::Router, BoxError> {
+    use tollgate::routing::{Channel, HealthPolicy};
+    let mock = match (&shared.mock, config.mock) {
+        (Some(mock), true) => Some(mock.base_url()),
+        _ => None,
+    };
+    // Its errors and 429s are scripted by the tests: no circuit, no key cool-down.
+    let mock_health = HealthPolicy::new()
+        .off()
+        .cooldown(Duration::ZERO, Duration::ZERO);
+    let mut failed = None;
+    let router = config.router(|mut builder| {
+        if let Some(base) = &mock {
+            let targets = [
+                ("mock", Target::openai_compatible("mock", base)),
+                ("mock-anthropic", Target::anthropic("mock-anthropic", base)),
+                ("mock-gemini", Target::gemini("mock-gemini", base)),
+            ];
+            for (id, target) in targets {
+                match target {
+                    Ok(target) => {
+                        builder = builder.channel(
+                            Channel::builder(id, target)
+                                .model_prefix(format!("{id}/"))
+                                .auto(false)
+                                .health(mock_health.clone()),
+                        )
+                    }
+                    Err(e) => failed = Some(e.to_string()),
+                }
+            }
+        }
+        builder
+    })?;
+    match failed {
+        Some(err) => Err(err.into()),
+        None => Ok(router),
+    }
+}
+
+/// The model ids `/v1/models` lists: the mock's, every model a channel names, and the
+/// aliases.
+fn model_ids(config: &Config) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    if config.mock {
+        ids.extend(
+            [
+                "mock/echo",
+                "mock/gpt-4o-mini",
+                "mock/tools",
+                "mock-anthropic/echo",
+                "mock-gemini/echo",
+            ]
+            .map(String::from),
+        );
+    }
+    for channel in &config.channels {
+        ids.extend(channel.models.iter().filter(|m| !m.ends_with('*')).cloned());
+    }
+    ids.extend(config.models.keys().cloned());
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    ids
+}
+
+/// Prepaid balances and budgets: in this process, or with a Redis URL
+/// (`TOLLGATE_REDIS_URL`, `stores.redis_url`) in Redis, shared by every replica. Either
+/// way they start from the ledger: its credits minus what was spent since, and the
+/// spend of each current budget period, so a restart resets nothing (the first replica
+/// to start seeds Redis; the others find the fleet's figures there).
+async fn accounts(config: &Config, ledger: &SqliteLedger) -> Result<Accounts, BoxError> {
     use tollgate::metering::RedisAccounts;
     let balances = ledger.balances().await?;
     let now = Accounts::new().now_ms();
     let spend = budget_spend(ledger, now).await?;
-    let Ok(url) = std::env::var("TOLLGATE_REDIS_URL") else {
+    let Some(url) = config.stores.redis_url.as_ref().map(Secret::expose) else {
         let accounts = Accounts::new();
         for (account, balance) in balances {
             accounts.credit(account, balance);
@@ -256,10 +808,9 @@ async fn accounts(ledger: &SqliteLedger) -> Result<Accounts, Box<dyn std::error:
         return Ok(accounts);
     };
     let store = RedisAccounts::builder(url)
-        .fail_closed(std::env::var("TOLLGATE_REDIS_FAIL").as_deref() == Ok("closed"))
+        .fail_closed(config.stores.redis_fail == FailPolicy::Closed)
         .connect()
-        .await
-        .map_err(|e| format!("TOLLGATE_REDIS_URL: {e}"))?;
+        .await?;
     let mut seeded = 0;
     for (account, balance) in &balances {
         seeded += usize::from(store.seed(account, *balance).await?);
@@ -272,7 +823,7 @@ async fn accounts(ledger: &SqliteLedger) -> Result<Accounts, Box<dyn std::error:
     tracing::info!(
         balances = balances.len(),
         seeded,
-        "prepaid balances and budget spend are shared in Redis (TOLLGATE_REDIS_URL)"
+        "prepaid balances and budget spend are shared in Redis"
     );
     Ok(Accounts::new().shared(store))
 }
@@ -282,7 +833,7 @@ async fn accounts(ledger: &SqliteLedger) -> Result<Accounts, Box<dyn std::error:
 async fn budget_spend(
     ledger: &SqliteLedger,
     now: i64,
-) -> Result<Vec<(Period, i64, Vec<(Account, Money)>)>, Box<dyn std::error::Error>> {
+) -> Result<Vec<(Period, i64, Vec<(Account, Money)>)>, BoxError> {
     let mut out = Vec::new();
     for period in [
         Period::Daily,
@@ -311,194 +862,112 @@ async fn budget_spend(
     Ok(out)
 }
 
-/// The rate-limit layer from the environment: Redis or memory, global, per-model and
-/// per-client-address limits (none by default).
-async fn rate_limits() -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let limits = |name: &str, text: &str| -> Result<Limits, String> {
-        text.parse().map_err(|e| format!("{name}: {e}"))
-    };
-    let mut layer = RateLimitLayer::new();
-    if let Some(text) = var("TOLLGATE_RATE_LIMIT_CLIENT") {
-        layer = layer.per_client_ip(limits("TOLLGATE_RATE_LIMIT_CLIENT", &text)?);
-    }
-    if let Some(text) = var("TOLLGATE_RATE_LIMIT_GLOBAL") {
-        layer = layer.global(limits("TOLLGATE_RATE_LIMIT_GLOBAL", &text)?);
-    }
-    if let Some(text) = var("TOLLGATE_RATE_LIMIT_MODELS") {
-        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let (model, spec) = entry.split_once(char::is_whitespace).ok_or_else(|| {
-                format!("TOLLGATE_RATE_LIMIT_MODELS: `{entry}`: expected `MODEL LIMITS`")
-            })?;
-            let name = format!("TOLLGATE_RATE_LIMIT_MODELS ({model})");
-            layer = layer.model(model, limits(&name, spec.trim())?);
-        }
-    }
-    match var("TOLLGATE_REDIS_URL") {
-        Some(url) => {
-            let fail = match var("TOLLGATE_REDIS_FAIL").as_deref() {
-                None | Some("open") => FailMode::Open,
-                Some("closed") => FailMode::Closed,
-                Some(other) => {
-                    return Err(
-                        format!("TOLLGATE_REDIS_FAIL: `{other}` (expected open or closed)").into(),
-                    )
-                }
-            };
-            let store = RedisStore::builder(url).fail_mode(fail).connect().await?;
-            tracing::info!(?fail, "rate limits are shared in Redis");
-            layer = layer.store(store);
-        }
-        None => {
-            tracing::info!("rate limits are kept in memory (set TOLLGATE_REDIS_URL to share them)")
-        }
-    }
-    Ok(layer)
-}
-
-/// Authentication from the environment: on when `TOLLGATE_MASTER_KEY` is set, with the
-/// keys in SQLite (`TOLLGATE_DB`) or PostgreSQL (`TOLLGATE_DATABASE_URL`).
-async fn authentication() -> Result<Option<(KeyAuthenticator, Keys)>, Box<dyn std::error::Error>> {
-    let Some(master) = std::env::var_os("TOLLGATE_MASTER_KEY") else {
-        if ["TOLLGATE_JWT_HS256_SECRET", "TOLLGATE_JWKS_FILE"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some())
-        {
+/// Authentication: on when a master key is configured (`auth.master_key` or
+/// `TOLLGATE_MASTER_KEY`), with the keys in SQLite or PostgreSQL.
+async fn authentication(config: &Config) -> Result<Option<(KeyAuthenticator, Keys)>, BoxError> {
+    let auth = &config.auth;
+    let Some(master) = &auth.master_key else {
+        if auth.jwt_hs256_secret.is_some() || auth.jwks_file.is_some() {
             // Asked for authentication: refuse to serve openly.
-            return Err(
-                "TOLLGATE_JWT_HS256_SECRET / TOLLGATE_JWKS_FILE need TOLLGATE_MASTER_KEY".into(),
-            );
+            return Err("JWTs (TOLLGATE_JWT_HS256_SECRET / TOLLGATE_JWKS_FILE, auth.jwt_hs256_secret / auth.jwks_file) need a master key".into());
         }
-        tracing::warn!("no TOLLGATE_MASTER_KEY: the gateway is open to anyone who can reach it");
+        tracing::warn!("no master key: the gateway is open to anyone who can reach it");
         return Ok(None);
     };
-    let master = master
-        .into_string()
-        .ok()
-        .filter(|k| k.len() >= 16 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or("TOLLGATE_MASTER_KEY must be at least 16 visible ASCII characters (no spaces)")?;
-    let keys = match std::env::var("TOLLGATE_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    {
+    let master = master.expose();
+    if master.len() < 16 || !master.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "the master key (TOLLGATE_MASTER_KEY or auth.master_key) must be at least 16 visible ASCII characters (no spaces)"
+                .into(),
+        );
+    }
+    let keys = match config.stores.database_url.as_ref().map(Secret::expose) {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PostgresKeyStore::connect(&url).await?;
-            tracing::info!("authentication on: keys in PostgreSQL (TOLLGATE_DATABASE_URL)");
+            let store = PostgresKeyStore::connect(url).await?;
+            tracing::info!("authentication on: keys in PostgreSQL");
             Keys::new(store)
         }
         Some(_) => {
-            return Err("TOLLGATE_DATABASE_URL must be a postgres:// or postgresql:// URL".into())
+            return Err(
+                "TOLLGATE_DATABASE_URL (stores.database_url) must be a postgres:// or postgresql:// URL"
+                    .into(),
+            )
         }
         None => {
-            let path = std::env::var("TOLLGATE_DB").unwrap_or_else(|_| "./tollgate.db".into());
-            let store = SqliteKeyStore::open(&path).await?;
-            tracing::info!(db = %path, "authentication on: keys in SQLite");
+            let path = &config.stores.sqlite;
+            let store = SqliteKeyStore::open(path).await?;
+            tracing::info!(db = %path.display(), "authentication on: keys in SQLite");
             Keys::new(store)
         }
     };
-    let mut auth =
+    let mut authenticator =
         KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(master));
-    if let Some(jwt) = jwt_validator()? {
-        auth = auth.with_jwt(jwt);
+    if let Some(jwt) = jwt_validator(config)? {
+        authenticator = authenticator.with_jwt(jwt);
     }
-    tracing::info!("admin API mounted at /admin, dashboard at /admin/ui (TOLLGATE_MASTER_KEY or an admin-role key)");
-    Ok(Some((auth, keys)))
+    tracing::info!("admin API mounted at /admin (the master key or an admin-role key)");
+    Ok(Some((authenticator, keys)))
 }
 
-/// The response cache from the environment: on for deterministic requests, in memory
-/// or in Redis.
-async fn cache() -> Result<CacheLayer<Arc<dyn CacheStore>>, Box<dyn std::error::Error>> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let policy: CachePolicy = match var("TOLLGATE_CACHE") {
-        Some(text) => text.parse().map_err(|e| format!("TOLLGATE_CACHE: {e}"))?,
-        None => CachePolicy::Deterministic,
-    };
-    let store: Arc<dyn CacheStore> = match var("TOLLGATE_REDIS_URL") {
-        Some(url) if policy != CachePolicy::Never => {
-            let store = tollgate::cache::RedisStore::connect(url).await?;
-            tracing::info!(
-                ?policy,
-                "response cache in Redis (fails open: a miss when Redis is down)"
-            );
-            Arc::new(store)
-        }
-        _ => {
-            tracing::info!(?policy, "response cache in memory");
-            Arc::new(MemoryStore::new())
-        }
-    };
-    Ok(CacheLayer::new().store(store).policy(policy))
-}
-
-/// JWTs from the environment: an HS256 secret and/or a JWKS file; none when neither is
-/// set.
-fn jwt_validator() -> Result<Option<JwtValidator>, Box<dyn std::error::Error>> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let secret = var("TOLLGATE_JWT_HS256_SECRET");
-    let jwks = var("TOLLGATE_JWKS_FILE");
-    if secret.is_none() && jwks.is_none() {
+/// JWTs: an HS256 secret and/or a JWKS file; none when neither is configured.
+fn jwt_validator(config: &Config) -> Result<Option<JwtValidator>, BoxError> {
+    let auth = &config.auth;
+    if auth.jwt_hs256_secret.is_none() && auth.jwks_file.is_none() {
         return Ok(None);
     }
     let mut builder = JwtValidator::builder();
-    if let Some(secret) = secret {
-        builder = builder.key(JwtKey::hs256(secret.as_bytes())?);
+    if let Some(secret) = &auth.jwt_hs256_secret {
+        builder = builder.key(JwtKey::hs256(secret.expose().as_bytes())?);
     }
-    if let Some(path) = &jwks {
+    if let Some(path) = &auth.jwks_file {
         builder = builder.jwks_file(path)?;
     }
-    if let Some(issuer) = var("TOLLGATE_JWT_ISSUER") {
-        builder = builder.issuer(issuer);
+    if let Some(issuer) = &auth.jwt_issuer {
+        builder = builder.issuer(issuer.clone());
     }
-    if let Some(audience) = var("TOLLGATE_JWT_AUDIENCE") {
-        builder = builder.audience(audience);
+    if let Some(audience) = &auth.jwt_audience {
+        builder = builder.audience(audience.clone());
     }
     let validator = builder.build()?;
     let algorithms: Vec<_> = validator.algorithms().map(|a| a.as_str()).collect();
-    tracing::info!(?algorithms, jwks = ?jwks, "JWTs accepted next to virtual keys");
+    tracing::info!(?algorithms, jwks = ?auth.jwks_file, "JWTs accepted next to virtual keys");
     Ok(Some(validator))
 }
 
-type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
-
 fn router(
-    providers: Arc<Providers>,
-    rate_limits: RateLimitLayer,
-    auth: Option<(KeyAuthenticator, Keys)>,
-    ledger: SqliteLedger,
-    accounts: Accounts,
-    cache: CacheLayer<Arc<dyn CacheStore>>,
+    config: &Config,
+    shared: &Shared,
+    current: Arc<ArcSwap<Generation>>,
+    ready: Arc<AtomicBool>,
 ) -> Router {
-    // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
-    // max_parallel), and on the client address.
-    let llm = ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
-        .layer(rate_limits)
-        .layer(MeteringLayer::new(ledger.clone()).accounts(accounts.clone()))
-        .layer(cache)
-        .service_fn(move |req: http::Request<tollgate::Body>| {
-            dispatch(providers.clone(), req.map(axum::body::Body::new))
-        });
-    let (llm, models_route, admin): (LlmService, _, _) = match auth {
+    let llm = Reloading {
+        current: current.clone(),
+    };
+    let models_current = current.clone();
+    let list_models = get(move || {
+        let config = models_current.load().config.clone();
+        async move { models(&config) }
+    });
+    let (models_route, admin) = match &shared.auth {
         Some((authenticator, keys)) => (
-            LlmService::new(
-                ServiceBuilder::new()
-                    .map_response(IntoResponse::into_response)
-                    .layer(AuthLayer::new(authenticator.clone()))
-                    .service(llm),
-            ),
-            get(models).route_layer(middleware::from_fn_with_state(
+            list_models.route_layer(middleware::from_fn_with_state(
                 authenticator.clone(),
                 require_key,
             )),
             Some(
-                Admin::new(authenticator, keys)
-                    .with_usage(ledger.clone())
-                    .with_balances(accounts, ledger)
+                Admin::new(authenticator.clone(), keys.clone())
+                    .with_usage(shared.ledger.clone())
+                    .with_balances(shared.accounts.clone(), shared.ledger.clone())
+                    .with_config({
+                        let current = current.clone();
+                        move || current.load().config.clone()
+                    })
+                    .with_channels(move || current.load().router.clone())
                     .into_router()
                     .merge(dashboard()),
             ),
         ),
-        None => (LlmService::new(llm), get(models), None),
+        None => (list_models, None),
     };
     let x_request_id = HeaderName::from_static("x-request-id");
     let mut app = Router::new()
@@ -509,9 +978,38 @@ fn router(
     if let Some(admin) = admin {
         app = app.merge(admin);
     }
+    if config.observability.metrics {
+        let registry = shared.metrics.clone();
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, registry.content_type())],
+                        registry.render(),
+                    )
+                }
+            }),
+        );
+    }
     app.route(
         "/health",
         get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+    )
+    .route(
+        "/ready",
+        get(move || {
+            let ready = ready.load(Ordering::Relaxed);
+            async move {
+                let (status, text) = if ready {
+                    (http::StatusCode::OK, "ready")
+                } else {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                };
+                (status, Json(serde_json::json!({"status": text})))
+            }
+        }),
     )
     .fallback(not_found)
     .layer(
@@ -521,12 +1019,32 @@ fn router(
                 MakeRequestUuid,
             ))
             .layer(PropagateRequestIdLayer::new(x_request_id))
-            .layer(middleware::from_fn(client_addr))
+            // Headers are marked sensitive before anything can log them.
             .layer(SetSensitiveRequestHeadersLayer::new([
                 AUTHORIZATION,
                 HeaderName::from_static("x-api-key"),
                 HeaderName::from_static("x-goog-api-key"),
             ]))
+            // One span per request, carrying its id; the access log line is written
+            // inside it (also as JSON with TOLLGATE_LOG_FORMAT=json).
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = req.uri().path(),
+                            request_id = id
+                        )
+                    })
+                    .on_failure(()),
+            )
+            .layer(middleware::from_fn(client_addr))
             .layer(middleware::from_fn(access_log)),
     )
 }
@@ -569,8 +1087,15 @@ async fn require_key(
 #[derive(Clone)]
 struct LoggedModel(String);
 
-/// Sends a parsed request to the provider serving its model.
-async fn dispatch(providers: Arc<Providers>, mut req: Request) -> Result<Response, Infallible> {
+/// The routed stack below the cache: routing, fail-over and the upstream client.
+type Routed = tower::util::BoxCloneSyncService<
+    http::Request<tollgate::Body>,
+    http::Response<tollgate::Body>,
+    Infallible,
+>;
+
+/// Sends a parsed request down the routed stack, and notes its model for the access log.
+async fn dispatch(routed: Routed, mut req: Request) -> Result<Response, Infallible> {
     let llm = match LlmRequest::extract(&mut req).await {
         Ok(llm) => llm,
         Err(err) => {
@@ -579,18 +1104,25 @@ async fn dispatch(providers: Arc<Providers>, mut req: Request) -> Result<Respons
             ))
         }
     };
-    let mut res = match providers.target_for(llm.model()) {
-        None => {
-            axum_response(GatewayError::model_not_found(llm.model()).to_response(llm.dialect()))
-        }
-        Some(target) => {
-            req.extensions_mut().insert(target.clone());
-            axum_response(providers.upstream.clone().oneshot(req).await?)
-        }
-    };
+    let res = routed.oneshot(req.map(tollgate::Body::new)).await?;
+    let mut res = axum_response(res);
     res.extensions_mut()
         .insert(LoggedModel(llm.model().to_owned()));
     Ok(res)
+}
+
+/// One upstream attempt (fail-over makes one per channel it tries), in its own span.
+async fn attempt(
+    upstream: Upstream,
+    req: http::Request<tollgate::Body>,
+) -> Result<http::Response<tollgate::Body>, Infallible> {
+    let (target, model) = req
+        .extensions()
+        .get::<Target>()
+        .map(|t| (t.name().to_owned(), t.model().map(str::to_owned)))
+        .unwrap_or_default();
+    let span = tracing::info_span!("upstream", target, model = model.as_deref().unwrap_or("-"));
+    upstream.oneshot(req).instrument(span).await
 }
 
 /// Hands the connection's peer address to the layers as [`ClientAddr`].
@@ -603,7 +1135,8 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
 
 /// One log line per request, written when its outcome resolves (so it has the TTFB and
 /// how the answer ended). It does not parse the body (an unauthenticated request's body
-/// is never read): the model comes from the response's `LoggedModel`.
+/// is never read): the model comes from the response's `LoggedModel`. It logs no
+/// header, so no credential.
 async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
@@ -632,17 +1165,10 @@ async fn access_log(req: Request, next: Next) -> Response {
     axum_response(res)
 }
 
-async fn models() -> Json<serde_json::Value> {
-    let ids = [
-        "mock/echo",
-        "mock/gpt-4o-mini",
-        "mock/tools",
-        "mock-anthropic/echo",
-        "mock-gemini/echo",
-    ];
-    let data: Vec<_> = ids
+fn models(config: &Config) -> Json<serde_json::Value> {
+    let data: Vec<_> = model_ids(config)
         .iter()
-        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "tollgate-mock"}))
+        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "tollgate"}))
         .collect();
     Json(serde_json::json!({"object": "list", "data": data}))
 }
@@ -677,5 +1203,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
 }

@@ -32,6 +32,10 @@
 //! | `postgres` | with `auth`: the PostgreSQL key store |
 //! | `routing` | [`routing`]: channels, key pools, model resolution, strategies, circuit breakers, passive health |
 //! | `failover` | [`failover`]: retries across routing's candidates with backoff and a retry budget |
+//! | `config` | [`config`]: the gateway's typed TOML configuration (`${ENV}` secrets, errors naming the field) |
+//! | `alerts` | [`alerts`]: `Alert` and the `WebhookNotifier` (bounded queue, retries with backoff, never blocks a request) |
+//! | `guardrails` | [`guardrails`]: `GuardrailLayer` (block or redact prompts and answers, streams over a sliding window) and the regex `PiiRedactor` |
+//! | `metrics` | [`metrics`]: `MetricsLayer` and the Prometheus exposition of requests, latency, tokens, cost, cache and rate limits |
 //! | `full` | all of the above |
 //!
 //! The core (request parsing, outcome, errors, SSE) needs no feature.
@@ -50,20 +54,32 @@ mod redis_conn;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+#[cfg(feature = "alerts")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
+pub mod alerts;
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 pub mod error;
 pub mod extension;
 #[cfg(feature = "failover")]
 #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub mod failover;
+#[cfg(feature = "guardrails")]
+#[cfg_attr(docsrs, doc(cfg(feature = "guardrails")))]
+pub mod guardrails;
 #[cfg(feature = "metering")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metering")))]
 pub mod metering;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod outcome;
 pub mod providers;
 #[cfg(feature = "ratelimit")]

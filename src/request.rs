@@ -137,6 +137,34 @@ pub struct Sampling {
     pub n: Option<u64>,
 }
 
+/// Where a layer in front of the parsing one learns the parsed request.
+///
+/// Request extensions do not travel back out with the response, so a layer that sits
+/// before the body is parsed (metrics and access logs sit outside authentication, which
+/// never reads a body) inserts a `ParsedSlot` in the request extensions and keeps a
+/// clone; [`LlmRequest::extract`] fills it when it parses the body. The slot stays empty
+/// for requests that were never parsed (refused before, or not an LLM endpoint).
+#[derive(Clone, Default)]
+pub struct ParsedSlot(Arc<std::sync::OnceLock<LlmRequest>>);
+
+impl ParsedSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        ParsedSlot::default()
+    }
+
+    /// The parsed request, once a layer further in has parsed it.
+    pub fn get(&self) -> Option<&LlmRequest> {
+        self.0.get()
+    }
+}
+
+impl fmt::Debug for ParsedSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ParsedSlot").field(&self.get()).finish()
+    }
+}
+
 /// A parsed LLM API request. See the [module docs](crate::request).
 ///
 /// Cheap to clone (one `Arc`). The raw bytes are kept for byte-exact pass-through and
@@ -226,6 +254,9 @@ impl LlmRequest {
         };
         let parsed = LlmRequest::parse(endpoint, raw.clone())?;
         *req.body_mut() = B::from(raw);
+        if let Some(slot) = req.extensions().get::<ParsedSlot>() {
+            let _ = slot.0.set(parsed.clone());
+        }
         req.extensions_mut().insert(parsed.clone());
         Ok(parsed)
     }

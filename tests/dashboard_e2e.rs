@@ -78,6 +78,7 @@ fn dashboard_in_headless_chromium() {
         "spend",
         "key-created",
         "requests",
+        "channel-disabled",
     ] {
         let png = artifacts.join(format!("{shot}.png"));
         let bytes = std::fs::read(&png).unwrap_or_default();
@@ -103,10 +104,11 @@ fn dashboard_in_headless_chromium() {
     });
     assert_eq!(
         records.len(),
-        6,
-        "the five scripted requests and the browser key's one"
+        8,
+        "the five scripted requests, the browser key's, and two around the disabled channel"
     );
     assert_eq!(records.iter().filter(|r| r.cache_hit).count(), 1);
-    assert_eq!(records.iter().filter(|r| r.status >= 400).count(), 1);
+    assert_eq!(records.iter().filter(|r| r.status == 503).count(), 1);
+    assert_eq!(records.iter().filter(|r| r.status >= 400).count(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }

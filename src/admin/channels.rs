@@ -24,9 +24,10 @@ async fn list(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     if let Err(res) = admin.authorize(&headers, false).await {
         return res;
     }
-    let Some(router) = &admin.router else {
+    let Some(current) = &admin.router else {
         return respond(not_routed());
     };
+    let router = current();
     let data: Vec<Value> = router.channels().map(channel_json).collect();
     json(StatusCode::OK, json!({"object": "list", "data": data}))
 }
@@ -69,10 +70,10 @@ async fn set_enabled(admin: Admin, headers: HeaderMap, id: String, enabled: bool
 }
 
 fn with_channel(admin: &Admin, id: &str, f: impl FnOnce(&Channel) -> Response) -> Response {
-    let Some(router) = &admin.router else {
+    let Some(current) = &admin.router else {
         return respond(not_routed());
     };
-    match router.channel(id) {
+    match current().channel(id) {
         Some(channel) => f(channel),
         None => respond(GatewayError::new(
             ErrorKind::NotFound,

@@ -202,7 +202,7 @@ fn store_failed(err: KeyStoreError) -> Response {
     )
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
     let mut res = Response::new(axum::body::Body::from(body.to_string()));
     *res.status_mut() = status;
     res.headers_mut().insert(

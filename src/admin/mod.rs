@@ -19,6 +19,7 @@
 //! | `GET /admin/balances/{key_id or team}` | the balance, or 404 for a postpaid account |
 //! | `GET /admin/channels`, `GET /admin/channels/{id}` | channels with health (`healthy`, `degraded`, `down`), circuit (`closed`, `open`, `half_open`), latency, success rate and per-key counters (never a key), with [`Admin::with_channels`] (feature `routing`) |
 //! | `POST /admin/channels/{id}/disable`, `/enable` | takes a channel out of routing and back, at once |
+//! | `GET /admin/config` | the running configuration as JSON, every secret `<redacted>` (admin role only), with `Admin::with_config` (feature `config`) |
 //!
 //! `POST /admin/keys` fields (all optional): `name`, `team` (created on first use),
 //! `role` (`admin`, `developer` — the default —, `viewer`), `models` (globs, e.g.
@@ -48,6 +49,8 @@
 
 #[cfg(feature = "routing")]
 mod channels;
+#[cfg(feature = "config")]
+mod config;
 mod dashboard;
 mod keys;
 mod time;
@@ -75,12 +78,14 @@ pub struct Admin {
     #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
     usage: Option<std::sync::Arc<dyn crate::metering::UsageSource>>,
     #[cfg(feature = "routing")]
-    router: Option<crate::routing::Router>,
+    router: Option<std::sync::Arc<dyn Fn() -> crate::routing::Router + Send + Sync>>,
     #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
     accounts: Option<(
         crate::metering::Accounts,
         std::sync::Arc<dyn crate::metering::BalanceStore>,
     )>,
+    #[cfg(feature = "config")]
+    config: Option<config::Current>,
 }
 
 impl fmt::Debug for Admin {
@@ -103,7 +108,21 @@ impl Admin {
             router: None,
             #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
             accounts: None,
+            #[cfg(feature = "config")]
+            config: None,
         }
+    }
+
+    /// Serves `GET /admin/config` (admin role only): the configuration `current`
+    /// returns at each call (after a reload, the new one), as JSON with every
+    /// [`Secret`](crate::config::Secret) shown as `<redacted>`.
+    #[cfg(feature = "config")]
+    pub fn with_config<F>(mut self, current: F) -> Self
+    where
+        F: Fn() -> std::sync::Arc<crate::config::Config> + Send + Sync + 'static,
+    {
+        self.config = Some(std::sync::Arc::new(current));
+        self
     }
 
     /// Serves `GET /admin/usage` from this ledger (features `metering` and a database).
@@ -129,8 +148,14 @@ impl Admin {
     /// Serves `/admin/channels` for this routing table (feature `routing`): health,
     /// circuit state, latency and per-key counters, and run-time enable / disable.
     #[cfg(feature = "routing")]
-    pub fn with_channels(mut self, router: crate::routing::Router) -> Self {
-        self.router = Some(router);
+    ///
+    /// `current` returns the routing table in force at each call: a fixed one
+    /// (`move || router.clone()`), or the one of the configuration loaded last.
+    pub fn with_channels<F>(mut self, current: F) -> Self
+    where
+        F: Fn() -> crate::routing::Router + Send + Sync + 'static,
+    {
+        self.router = Some(std::sync::Arc::new(current));
         self
     }
 
@@ -141,6 +166,8 @@ impl Admin {
         let routes = routes.merge(channels::routes());
         #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
         let routes = routes.merge(usage::routes());
+        #[cfg(feature = "config")]
+        let routes = routes.merge(config::routes());
         routes.with_state(self)
     }
 

@@ -40,7 +40,10 @@ async fn channels_are_listed_and_switched_at_run_time() {
     let auth = KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(MASTER));
     let router = router();
     let app = Admin::new(auth, keys.clone())
-        .with_channels(router.clone())
+        .with_channels({
+            let router = router.clone();
+            move || router.clone()
+        })
         .into_router();
 
     let (status, body) = send(&app, "GET", "/admin/channels", Some(MASTER), "").await;

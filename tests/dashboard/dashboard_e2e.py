@@ -203,18 +203,24 @@ try:
     assert "502" in rows[1].text, rows[1].text
     shot("requests")
 
-    # Channels: state shown, and a disable takes effect.
+    # Channels: the mock's three, healthy; disabling one in the page takes it out of
+    # routing at once, enabling it brings it back.
     go("channels")
     rows = driver.find_elements(By.CSS_SELECTOR, "#channels-table tbody tr")
-    if rows:
-        channel = rows[0].get_attribute("data-channel-id")
-        rows[0].find_element(By.CSS_SELECTOR, "button[data-action=disable]").click()
-        wait.until(lambda d: d.find_element(
-            By.CSS_SELECTOR, f"tr[data-channel-id='{channel}'] td[data-field=state]").text == "disabled")
-        print("channel disabled:", channel)
-    else:
-        assert "no channel routing" in text("channels-note"), text("channels-note")
-        print("channels: none configured")
+    ids = [r.get_attribute("data-channel-id") for r in rows]
+    assert {"mock", "mock-anthropic", "mock-gemini"} <= set(ids), ids
+    row = driver.find_element(By.CSS_SELECTOR, "tr[data-channel-id='mock']")
+    assert "healthy" in row.text and "closed" in row.text, row.text
+    row.find_element(By.CSS_SELECTOR, "button[data-action=disable]").click()
+    state = "tr[data-channel-id='mock'] td[data-field=state]"
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, state).text == "disabled")
+    status, body = chat(traffic_key, "while the channel is off")
+    assert status == 503, (status, body)
+    shot("channel-disabled")
+    driver.find_element(By.CSS_SELECTOR, "tr[data-channel-id='mock'] button[data-action=enable]").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, state).text == "enabled")
+    status, body = chat(traffic_key, "back on")
+    assert status == 200, (status, body)
     shot("channels")
 
     # Nothing secret was ever on a page: no hash of either client key, no upstream key,

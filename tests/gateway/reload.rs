@@ -1,0 +1,154 @@
+//! Reload under steady load: zero failed requests while the file is swapped five times,
+//! new aliases take effect, an invalid file is refused and the old one stays.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{chat, guard, Gateway, Http, TempDir};
+
+fn config(generation: usize) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+[limits.models]
+"mock/v{generation}" = {{ rpm = 100000 }}
+[models]
+live = "mock/v{generation}"
+new-{generation} = "mock/echo"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_loses_no_request() {
+    let dir = TempDir::new("reload");
+    dir.write("gateway.toml", &config(0));
+    let gateway = Gateway::start(&[
+        ("TOLLGATE_CONFIG", &dir.path("gateway.toml")),
+        ("TOLLGATE_DB", &dir.path("t.db")),
+    ]);
+    let http = Http::new(&gateway.url);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let served = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (http, stop, ok, failures, served) = (
+            http.clone(),
+            stop.clone(),
+            ok.clone(),
+            failures.clone(),
+            served.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let answer = http.post("/v1/chat/completions", &[], &chat("live")).await;
+                if answer.status == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    let model = answer.json()["model"].as_str().unwrap_or("").to_owned();
+                    served.lock().unwrap().insert(model);
+                } else {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push((answer.status, answer.text()));
+                }
+            }
+        }));
+    }
+
+    let listed = |http: Http, model: String| async move {
+        let models = http.get("/v1/models", &[]).await.json();
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == model.as_str())
+    };
+    for generation in 1..=5 {
+        // Let some traffic run on the current configuration.
+        let before = ok.load(Ordering::Relaxed);
+        guard(async {
+            while ok.load(Ordering::Relaxed) < before + 20 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        dir.write("gateway.toml", &config(generation));
+        gateway.signal("HUP");
+        let name = format!("new-{generation}");
+        guard(async {
+            while !listed(http.clone(), name.clone()).await {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let fresh = http.post("/v1/chat/completions", &[], &chat(&name)).await;
+        assert_eq!(fresh.status, 200, "the new alias {name} works at once");
+        assert!(!listed(http.clone(), format!("new-{}", generation - 1)).await);
+    }
+
+    // An invalid file is refused; the running configuration stays.
+    dir.write("gateway.toml", "[models]\nlive = 3\n");
+    gateway.signal("HUP");
+    gateway.wait_for_log("configuration reload refused").await;
+    assert!(
+        gateway.log().contains("models.live"),
+        "the log names the field"
+    );
+    let still = http.post("/v1/chat/completions", &[], &chat("live")).await;
+    assert_eq!(still.status, 200);
+    assert_eq!(still.json()["model"], "mock/v5");
+
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        guard(client).await.unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed requests during reloads: {failures:?}"
+    );
+    let served = served.lock().unwrap();
+    assert!(ok.load(Ordering::Relaxed) >= 100);
+    assert!(
+        served.contains("mock/v0") && served.contains("mock/v5"),
+        "the alias moved under load: {served:?}"
+    );
+    assert!(gateway.stop());
+}
+
+/// Without a signal: the file's modification time is watched (checked every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_is_picked_up_without_a_signal() {
+    let dir = TempDir::new("mtime");
+    dir.write("gateway.toml", &config(0));
+    let gateway = Gateway::start(&[
+        ("TOLLGATE_CONFIG", &dir.path("gateway.toml")),
+        ("TOLLGATE_DB", &dir.path("t.db")),
+    ]);
+    let http = Http::new(&gateway.url);
+    assert_eq!(
+        http.post("/v1/chat/completions", &[], &chat("new-7"))
+            .await
+            .status,
+        404
+    );
+    // A modification time surely different from the first file's, even on file
+    // systems that keep whole seconds.
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    dir.write("gateway.toml", &config(7));
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path("gateway.toml"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    gateway.wait_for_log("file changed").await;
+    let answer = http.post("/v1/chat/completions", &[], &chat("new-7")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(gateway.stop());
+}

@@ -1,0 +1,51 @@
+//! Graceful shutdown: a stream in flight when SIGTERM arrives finishes, the ledger
+//! has its record, and the gateway exits 0.
+
+use http::Method;
+use http_body_util::BodyExt;
+use tollgate::metering::SqliteLedger;
+use tollgate::outcome::End;
+
+use crate::harness::{guard, Gateway, Http, TempDir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_stream_finish_and_flushes_the_ledger() {
+    let dir = TempDir::new("shutdown");
+    let db = dir.path("t.db");
+    let gateway = Gateway::start(&[("TOLLGATE_DB", &db)]);
+    let http = Http::new(&gateway.url);
+    let body = serde_json::json!({"model": "mock/echo", "stream": true,
+        "messages": [{"role": "user", "content": "a long story"}]})
+    .to_string();
+    let req = http.request(
+        Method::POST,
+        "/v1/chat/completions",
+        &[("x-mock-chunks", "20"), ("x-mock-chunk-delay-ms", "50")],
+        &body,
+    );
+    let res = http.open(req).await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let first = guard(body.frame()).await.unwrap().unwrap();
+    assert!(first.data_ref().is_some());
+
+    // A second connection, opened before the signal, asks for readiness after it.
+    let other = Http::new(&gateway.url);
+    assert_eq!(other.get("/ready", &[]).await.status, 200);
+    gateway.signal("TERM");
+    gateway.wait_for_log("shutting down").await;
+    let rest = guard(body.collect())
+        .await
+        .expect("the stream finishes")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("data: [DONE]"), "complete stream: {text}");
+    assert!(gateway.wait(), "exits 0");
+
+    let ledger = SqliteLedger::open(&db).await.unwrap();
+    let records = ledger.records().await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].status, 200);
+    assert_eq!(records[0].end, End::Complete);
+    assert!(records[0].completion_tokens > 0);
+}
