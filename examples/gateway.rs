@@ -146,6 +146,14 @@ async fn main() -> Result<(), BoxError> {
     let shared = Shared::start(&config).await?;
     let first = Generation::build(config.clone(), &shared)?;
     let current = Arc::new(ArcSwap::from_pointee(first));
+    // Channel down / recovered / circuit opened, for the channels in force.
+    let _channel_watch = shared.alerts.as_ref().map(|alerts| {
+        let current = current.clone();
+        alerts.watch_channels(
+            move || current.load().router.clone(),
+            Duration::from_secs(1),
+        )
+    });
     match config_path.clone() {
         Some(path) => {
             tokio::spawn(watch_config(path, current.clone(), shared.clone()));
@@ -417,6 +425,7 @@ struct Shared {
     rate_limit_store: Option<RateLimitStore>,
     cache_store: Arc<dyn CacheStore>,
     metrics: Registry,
+    alerts: Option<WebhookNotifier>,
 }
 
 impl Shared {
@@ -436,13 +445,17 @@ impl Shared {
         // rebuilt here from the stored credits and the records (spooled ones replayed first).
         ledger.flush().await;
         let accounts = accounts(config, &ledger).await?;
-        if let Some(url) = &config.alerts.webhook_url {
-            let alerts = WebhookNotifier::builder(url.expose())
-                .build()
-                .map_err(|e| format!("alerts.webhook_url: {e}"))?;
-            alerts.forward_budget_events(&accounts);
-            tracing::info!("budget alerts are posted to the configured webhook");
-        }
+        let alerts = match &config.alerts.webhook_url {
+            Some(url) => {
+                let alerts = WebhookNotifier::builder(url.expose())
+                    .build()
+                    .map_err(|e| format!("alerts.webhook_url: {e}"))?;
+                alerts.forward_budget_events(&accounts);
+                tracing::info!("budget and channel alerts are posted to the configured webhook");
+                Some(alerts)
+            }
+            None => None,
+        };
         let redis_url = config.stores.redis_url.as_ref().map(Secret::expose);
         let rate_limit_store = match redis_url {
             Some(url) => {
@@ -483,6 +496,7 @@ impl Shared {
             ),
             cache_store,
             metrics,
+            alerts,
         })
     }
 }

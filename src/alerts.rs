@@ -11,8 +11,9 @@
 //! where `kind` is `budget_threshold`, `budget_exhausted`, `balance_low`,
 //! `channel_down`, `channel_recovered` or `circuit_opened`. Money is a decimal string in
 //! USD. Metering's budget events are forwarded with
-//! [`forward_budget_events`](WebhookNotifier::forward_budget_events); the routing code
-//! reports channels with [`Alert::ChannelDown`] and friends.
+//! [`forward_budget_events`](WebhookNotifier::forward_budget_events), and channel
+//! transitions (down, circuit opened, recovered) by `watch_channels` (feature
+//! `routing`).
 //!
 //! ```no_run
 //! use tollgate::alerts::{Alert, WebhookNotifier};
@@ -300,6 +301,84 @@ impl WebhookNotifier {
                 }
             }
         });
+    }
+}
+
+#[cfg(feature = "routing")]
+impl WebhookNotifier {
+    /// Watches the channels of the routing table `current` returns (the one in force,
+    /// re-read at each check) every `every`, and alerts on their transitions:
+    /// [`Alert::ChannelDown`] when a channel is marked down, [`Alert::CircuitOpened`]
+    /// when its circuit opens, [`Alert::ChannelRecovered`] when one that was down or
+    /// open takes traffic normally again. A channel seen for the first time is only
+    /// noted. The task ends when the returned handle is dropped.
+    pub fn watch_channels<F>(&self, current: F, every: Duration) -> ChannelWatch
+    where
+        F: Fn() -> crate::routing::Router + Send + Sync + 'static,
+    {
+        use crate::routing::Health;
+        use std::collections::HashMap;
+        let notifier = self.clone();
+        let task = tokio::spawn(async move {
+            // Per channel id: its last health, and whether it was out of service since
+            // it last took traffic normally.
+            let mut seen: HashMap<String, (Health, bool)> = HashMap::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let router = current();
+                for channel in router.channels() {
+                    let health = channel.health();
+                    let id = channel.id().to_owned();
+                    let Some((last, out)) = seen.get(&id).copied() else {
+                        seen.insert(id, (health, false));
+                        continue;
+                    };
+                    let mut out_now = out;
+                    if health != last {
+                        match health {
+                            Health::Down => {
+                                out_now = true;
+                                notifier.notify(Alert::ChannelDown {
+                                    channel: id.clone(),
+                                    reason: "its error ratio crossed the down threshold".into(),
+                                });
+                            }
+                            Health::CircuitOpen => {
+                                out_now = true;
+                                notifier.notify(Alert::CircuitOpened {
+                                    channel: id.clone(),
+                                    failures: channel.inner.policy.failure_threshold,
+                                });
+                            }
+                            Health::Healthy | Health::Degraded if out => {
+                                out_now = false;
+                                notifier.notify(Alert::ChannelRecovered {
+                                    channel: id.clone(),
+                                });
+                            }
+                            _ => {}
+                        }
+                    }
+                    seen.insert(id, (health, out_now));
+                }
+            }
+        });
+        ChannelWatch(task.abort_handle())
+    }
+}
+
+/// Stops [`WebhookNotifier::watch_channels`] when dropped.
+#[cfg(feature = "routing")]
+#[derive(Debug)]
+#[must_use = "the watch stops when this is dropped"]
+pub struct ChannelWatch(tokio::task::AbortHandle);
+
+#[cfg(feature = "routing")]
+impl Drop for ChannelWatch {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -213,3 +213,76 @@ fn a_bad_url_is_refused() {
         }
     });
 }
+
+/// Channel transitions become alerts: the circuit opens after a failure, then the channel
+/// recovers once a trial request succeeds.
+#[cfg(all(feature = "routing", feature = "failover", feature = "testing"))]
+#[tokio::test]
+async fn channel_transitions_become_alerts() {
+    use tollgate::failover::FailoverLayer;
+    use tollgate::routing::{Channel, HealthPolicy, Router as Routes, RoutingLayer};
+    use tollgate::testing::MockProvider;
+    use tollgate::upstream::Target;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let r = Receiver::default();
+    let alerts = WebhookNotifier::builder(receiver(r.clone()).await)
+        .build()
+        .unwrap();
+    let mock = MockProvider::new();
+    let routes = Routes::builder()
+        .channel(
+            Channel::builder(
+                "flaky",
+                Target::openai_compatible("flaky", "http://127.0.0.1:9/v1").unwrap(),
+            )
+            .model("m")
+            .health(
+                HealthPolicy::new()
+                    .failure_threshold(1)
+                    .open_for(Duration::from_millis(200)),
+            ),
+        )
+        .build()
+        .unwrap();
+    let watch = {
+        let routes = routes.clone();
+        alerts.watch_channels(move || routes.clone(), Duration::from_millis(20))
+    };
+    let svc = ServiceBuilder::new()
+        .layer(RoutingLayer::new(routes.clone()))
+        .layer(FailoverLayer::new())
+        .service(mock.clone());
+    let chat = || {
+        http::Request::post("/v1/chat/completions")
+            .body(tollgate::Body::from(
+                r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            ))
+            .unwrap()
+    };
+    // Let the watch see the channel healthy first.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    mock.set_script([("x-mock-status", "500")]);
+    let res = svc.clone().oneshot(chat()).await.unwrap();
+    assert!(res.status().is_server_error());
+    let got = wait_for(&r, 1).await;
+    assert_eq!(got[0]["alert"]["kind"], "circuit_opened", "{got:?}");
+    assert_eq!(got[0]["alert"]["channel"], "flaky");
+
+    // Half-open after 200 ms: a successful trial closes the circuit.
+    mock.clear_script();
+    let res = guard(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let res = svc.clone().oneshot(chat()).await.unwrap();
+            if res.status() == 200 {
+                return res;
+            }
+        }
+    })
+    .await;
+    assert_eq!(res.status(), 200);
+    let got = wait_for(&r, 2).await;
+    assert_eq!(got[1]["alert"]["kind"], "channel_recovered", "{got:?}");
+    drop(watch);
+}
