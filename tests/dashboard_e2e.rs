@@ -88,7 +88,7 @@ fn dashboard_in_headless_chromium() {
             png.display()
         );
     }
-    gateway.stop();
+    assert!(gateway.stop(), "the gateway exits cleanly on SIGTERM");
     assert!(
         !log.lock().unwrap().contains(canary),
         "the upstream key is in the log"

@@ -39,7 +39,7 @@ fn run_sdk_script(module: &str, script: &str, test: &str) {
     let (gateway, url) = start_gateway(&db);
     let done = format!("{module} SDK checks passed");
     run_script(&python, &format!("sdk/{script}"), &[&url], &done);
-    gateway.stop();
+    assert!(gateway.stop(), "the gateway exits cleanly on SIGTERM");
     check_ledger(&db);
 }
 
