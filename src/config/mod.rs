@@ -61,7 +61,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::metering::Money;
 
-#[cfg(feature = "upstream")]
 pub use channels::{ChannelConfig, Provider};
 
 /// A configuration that could not be read or is invalid: where, and what was expected.
