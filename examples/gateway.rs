@@ -40,7 +40,8 @@
 //!   anyone who can reach it, and says so at start.
 //! - `TOLLGATE_DB`: the SQLite file holding the usage ledger and, with authentication,
 //!   the keys (default `./tollgate.db`).
-//! - `TOLLGATE_DATABASE_URL`: keep the keys in PostgreSQL instead (`postgres://...`).
+//! - `TOLLGATE_DATABASE_URL`: keep the usage ledger and the keys in PostgreSQL instead
+//!   (`postgres://...`), shared by a fleet.
 //! - `TOLLGATE_CACHE`: which answers are cached: `deterministic` (the default:
 //!   `temperature: 0` or a `seed`), `always` or `never`. Clients opt out per request with
 //!   `Cache-Control: no-store`.
@@ -100,7 +101,7 @@ use tollgate::extension::ClientAddr;
 use tollgate::failover::FailoverLayer;
 use tollgate::guardrails::{GuardrailLayer, PiiMode, PiiRedactor};
 use tollgate::metering::{
-    Account, Accounts, GroupBy, MeteringLayer, Money, Period, SqliteLedger, UsageQuery,
+    Account, Accounts, DatabaseLedger, GroupBy, MeteringLayer, Money, Period, UsageQuery,
 };
 use tollgate::metrics::{MetricsLayer, Registry};
 use tollgate::outcome::{observe, ObserveOptions, Outcome};
@@ -419,7 +420,7 @@ fn init_logs(format: LogFormat) {
 struct Shared {
     upstream: Upstream,
     mock: Option<Arc<MockServer>>,
-    ledger: SqliteLedger,
+    ledger: DatabaseLedger,
     accounts: Accounts,
     auth: Option<(KeyAuthenticator, Keys)>,
     rate_limit_store: Option<RateLimitStore>,
@@ -438,9 +439,21 @@ impl Shared {
         } else {
             None
         };
+        // The usage ledger: the SQLite file, or PostgreSQL with a database URL (shared by
+        // a fleet, like the keys).
         let db = &config.stores.sqlite;
-        let ledger = SqliteLedger::open(db).await?;
-        tracing::info!(path = %db.display(), "usage ledger: SQLite (TOLLGATE_DB or stores.sqlite)");
+        let url = config.stores.database_url.as_ref().map(Secret::expose);
+        let ledger = DatabaseLedger::open(url, db).await?;
+        match &ledger {
+            DatabaseLedger::Postgres(_) => {
+                tracing::info!(
+                    "usage ledger: PostgreSQL (TOLLGATE_DATABASE_URL or stores.database_url)"
+                )
+            }
+            _ => {
+                tracing::info!(path = %db.display(), "usage ledger: SQLite (TOLLGATE_DB or stores.sqlite)")
+            }
+        }
         // Prepaid balances: credited through /admin/balances, applied by metering, and
         // rebuilt here from the stored credits and the records (spooled ones replayed first).
         ledger.flush().await;
@@ -502,7 +515,7 @@ impl Shared {
 }
 
 /// The metrics registry, with the usage ledger's own counters read at each scrape.
-fn ledger_metrics(ledger: &SqliteLedger) -> Registry {
+fn ledger_metrics(ledger: &DatabaseLedger) -> Registry {
     let registry = Registry::new();
     let l = ledger.clone();
     registry.counter_fn(
@@ -806,7 +819,7 @@ fn model_ids(config: &Config) -> Vec<String> {
 /// way they start from the ledger: its credits minus what was spent since, and the
 /// spend of each current budget period, so a restart resets nothing (the first replica
 /// to start seeds Redis; the others find the fleet's figures there).
-async fn accounts(config: &Config, ledger: &SqliteLedger) -> Result<Accounts, BoxError> {
+async fn accounts(config: &Config, ledger: &DatabaseLedger) -> Result<Accounts, BoxError> {
     use tollgate::metering::RedisAccounts;
     let balances = ledger.balances().await?;
     let now = Accounts::new().now_ms();
@@ -845,7 +858,7 @@ async fn accounts(config: &Config, ledger: &SqliteLedger) -> Result<Accounts, Bo
 /// Spend so far in each budget period (its start, then per key and per team), from
 /// the ledger.
 async fn budget_spend(
-    ledger: &SqliteLedger,
+    ledger: &DatabaseLedger,
     now: i64,
 ) -> Result<Vec<(Period, i64, Vec<(Account, Money)>)>, BoxError> {
     let mut out = Vec::new();

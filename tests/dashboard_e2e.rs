@@ -4,7 +4,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` and a Python with `selenium` (`.venv`
 //! made by `.ci/run`, or `TOLLGATE_PYTHON`); without them the test is skipped with the
 //! reason, unless `TOLLGATE_REQUIRE_BROWSER=1` (CI sets it). Screenshots are saved under
-//! `target/dashboard-screenshots/`.
+//! `target/dashboard-screenshots/<test>/`.
 #![cfg(all(
     feature = "upstream",
     feature = "testing",
@@ -48,23 +48,64 @@ fn browser_tools() -> Result<PathBuf, String> {
 /// holds a key hash or the upstream key. The gateway's ledger agrees afterwards.
 #[test]
 fn dashboard_in_headless_chromium() {
+    dashboard(TEST, None);
+}
+
+/// The same, with the usage ledger (and the keys) in PostgreSQL: a database of its own
+/// on the server of `TOLLGATE_TEST_DATABASE_URL`, dropped afterwards.
+#[test]
+fn dashboard_on_a_postgresql_ledger() {
+    let test = "dashboard_on_a_postgresql_ledger";
+    let Some(server) = std::env::var("TOLLGATE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("SKIPPED {test}: TOLLGATE_TEST_DATABASE_URL is not set (.ci/run starts PostgreSQL and sets it)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = format!("tollgate_dashboard_{}", std::process::id());
+    let admin = |sql: String| {
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+        })
+    };
+    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    admin(format!("CREATE DATABASE {name}"));
+    let (base, _) = server.rsplit_once('/').expect("a URL with a database name");
+    dashboard(test, Some(&format!("{base}/{name}")));
+    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+/// Runs the browser checks against a gateway with its ledger in SQLite, or in the
+/// PostgreSQL database at `database_url`.
+fn dashboard(test: &str, database_url: Option<&str>) {
     let python = match browser_tools() {
         Ok(python) => python,
-        Err(reason) => return skip_unless_required(TEST, "TOLLGATE_REQUIRE_BROWSER", &reason),
+        Err(reason) => return skip_unless_required(test, "TOLLGATE_REQUIRE_BROWSER", &reason),
     };
-    let dir = std::env::temp_dir().join(format!("tollgate-dashboard-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tollgate-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("tollgate.db");
     let master = "sk-dashboard-master-key-0123456789";
     // An upstream key the gateway holds but no page may ever show.
     let canary = "sk-canary-upstream-dashboard-7f3a9c";
-    let (gateway, url, log) = start_gateway_with(&[
+    let mut envs = vec![
         ("TOLLGATE_MASTER_KEY", master),
         ("TOLLGATE_DB", db.to_str().unwrap()),
         ("OPENAI_API_KEY", canary),
-    ]);
-    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
+    ];
+    envs.extend(database_url.map(|url| ("TOLLGATE_DATABASE_URL", url)));
+    let (gateway, url, log) = start_gateway_with(&envs);
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/dashboard-screenshots")
+        .join(test);
     std::fs::create_dir_all(&artifacts).unwrap();
     run_script(
         &python,
@@ -99,7 +140,9 @@ fn dashboard_in_headless_chromium() {
         .build()
         .unwrap();
     let records = rt.block_on(async {
-        let ledger = tollgate::metering::SqliteLedger::open(&db).await.unwrap();
+        let ledger = tollgate::metering::DatabaseLedger::open(database_url, &db)
+            .await
+            .unwrap();
         ledger.records().await.unwrap()
     });
     assert_eq!(

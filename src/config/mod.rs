@@ -351,7 +351,7 @@ pub struct AuthConfig {
 pub struct StoresConfig {
     /// SQLite file for the usage ledger and the keys (default `./tollgate.db`).
     pub sqlite: PathBuf,
-    /// Keep the keys in PostgreSQL instead (`postgres://...`).
+    /// Keep the usage ledger and the keys in PostgreSQL instead (`postgres://...`).
     pub database_url: Option<Secret>,
     /// Share rate-limit counters and the cache through Redis (`redis://...`).
     pub redis_url: Option<Secret>,

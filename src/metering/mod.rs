@@ -70,6 +70,8 @@ pub use account::{
     Account, AccountStoreError, Accounts, Budget, BudgetEvent, Clock, Hold, Period, Refusal,
 };
 pub use layer::{Metering, MeteringLayer, Payer, ResponseFuture, UnknownPrice};
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub use ledger::DatabaseLedger;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use ledger::PostgresLedger;

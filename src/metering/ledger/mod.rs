@@ -1,5 +1,7 @@
 //! Where usage records go: the [`Ledger`] trait and its implementations.
 
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod any;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -14,6 +16,9 @@ mod writer;
 
 use std::sync::Arc;
 
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "sqlite", feature = "postgres"))))]
+pub use any::DatabaseLedger;
 pub use memory::MemoryLedger;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
