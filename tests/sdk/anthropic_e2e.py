@@ -112,6 +112,32 @@ def reset_mid_stream_raises():
         raise AssertionError("expected the stream to raise")
 
 
+@check
+def cached_stream_replays_with_its_event_names():
+    # temperature 0: the default cache stores it; the second identical stream is a hit
+    # replayed byte for byte, which the SDK must parse the same (event lines included).
+    messages = [{"role": "user", "content": "cache this anthropic stream"}]
+    for model in MODELS:
+        runs = []
+        for _ in range(2):
+            with client.messages.with_streaming_response.create(
+                model=model, max_tokens=100, messages=messages, stream=True,
+                extra_body={"temperature": 0},
+            ) as raw:
+                status = raw.headers.get("x-tollgate-cache")
+                text, usage = "", None
+                for event in raw.parse():
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        text += event.delta.text
+                    if event.type == "message_delta":
+                        usage = event.usage
+            runs.append((status, text, usage))
+        (first, text1, usage1), (second, text2, usage2) = runs
+        assert (first, second) == ("miss", "hit"), (model, first, second)
+        assert text1 == text2 == "Mock answer to: cache this anthropic stream", (model, text1, text2)
+        assert usage2.output_tokens == usage1.output_tokens == 7, (model, usage1, usage2)
+
+
 for fn in CHECKS:
     fn()
     print(f"ok: {fn.__name__}", flush=True)
