@@ -88,8 +88,8 @@ use http::header::{HeaderName, AUTHORIZATION};
 use tollgate::admin::{dashboard, Admin};
 use tollgate::alerts::WebhookNotifier;
 use tollgate::auth::{
-    AuthLayer, JwtKey, JwtValidator, KeyAuthenticator, KeySecret, Keys, PostgresKeyStore,
-    SqliteKeyStore,
+    AuthLayer, FixedKeys, JwtKey, JwtValidator, KeyAuthenticator, KeySecret, Keys, MemoryKeyStore,
+    PostgresKeyStore, SqliteKeyStore,
 };
 use tollgate::cache::{CacheLayer, CachePolicy, CacheStore, MemoryStore};
 use tollgate::config::{
@@ -908,11 +908,23 @@ async fn authentication(config: &Config) -> Result<Option<(KeyAuthenticator, Key
                 .into(),
         );
     }
+    // Keys of the configuration file (`[[auth.keys]]`, only their hashes in memory)
+    // come first; the admin API creates the others in the database.
+    let mut fixed = MemoryKeyStore::new();
+    for key in &auth.keys {
+        fixed = fixed.with_record(key.to_record()?);
+    }
+    if !auth.keys.is_empty() {
+        tracing::info!(
+            keys = auth.keys.len(),
+            "client keys from the configuration file"
+        );
+    }
     let keys = match config.stores.database_url.as_ref().map(Secret::expose) {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = PostgresKeyStore::connect(url).await?;
             tracing::info!("authentication on: keys in PostgreSQL");
-            Keys::new(store)
+            Keys::new(FixedKeys::new(fixed, store))
         }
         Some(_) => {
             return Err(
@@ -924,7 +936,7 @@ async fn authentication(config: &Config) -> Result<Option<(KeyAuthenticator, Key
             let path = &config.stores.sqlite;
             let store = SqliteKeyStore::open(path).await?;
             tracing::info!(db = %path.display(), "authentication on: keys in SQLite");
-            Keys::new(store)
+            Keys::new(FixedKeys::new(fixed, store))
         }
     };
     let mut authenticator =

@@ -123,4 +123,4 @@ pub use store::PostgresKeyStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteKeyStore;
-pub use store::{KeyStore, KeyStoreError, MemoryKeyStore, StoreFuture};
+pub use store::{FixedKeys, KeyStore, KeyStoreError, MemoryKeyStore, StoreFuture};

@@ -47,6 +47,7 @@
 
 mod channels;
 mod env;
+mod keys;
 #[cfg(feature = "routing")]
 mod routing;
 #[cfg(test)]
@@ -62,6 +63,7 @@ use serde::{Deserialize, Serialize};
 use crate::metering::Money;
 
 pub use channels::{ChannelConfig, Provider};
+pub use keys::KeyConfig;
 
 /// A configuration that could not be read or is invalid: where, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +283,7 @@ impl Config {
     /// changing a `Config` in code.
     pub fn validate(&self) -> Result<(), ConfigError> {
         channels::validate(self)?;
+        keys::validate(self)?;
         for (name, limits) in &self.limits.models {
             if name.trim().is_empty() {
                 return Err(ConfigError::new(
@@ -342,6 +345,8 @@ pub struct AuthConfig {
     pub jwt_issuer: Option<String>,
     /// Required JWT `aud`.
     pub jwt_audience: Option<String>,
+    /// Client keys fixed in the file (`[[auth.keys]]`), next to the database's.
+    pub keys: Vec<KeyConfig>,
 }
 
 /// `[stores]`: where state lives.

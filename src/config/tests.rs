@@ -288,3 +288,45 @@ fn a_config_built_in_code_is_validated_the_same_way() {
         .insert("broken".to_owned(), Alias::new(vec!["gpt-9".to_owned()]));
     assert_eq!(config.validate().unwrap_err().path(), "models.broken");
 }
+
+#[test]
+fn client_keys_in_the_file_are_checked_field_by_field() {
+    let hex = "ab".repeat(32);
+    for (text, path) in [
+        ("[[auth.keys]]\nid = \"a\"\n", "auth.keys[0].key"),
+        (
+            "[[auth.keys]]\nid = \"a\"\nkey = \"tg-long-enough-key-1234\"\nkey_sha256 = \"00\"\n",
+            "auth.keys[0].key",
+        ),
+        ("[[auth.keys]]\nid = \"a\"\nkey = \"short\"\n", "auth.keys[0].key"),
+        ("[[auth.keys]]\nid = \"a\"\nkey_sha256 = \"xyz\"\n", "auth.keys[0].key_sha256"),
+        (
+            &format!("[[auth.keys]]\nid = \"a\"\nkey_sha256 = \"{hex}\"\nrole = \"root\"\n"),
+            "auth.keys[0].role",
+        ),
+        (
+            &format!("[[auth.keys]]\nid = \"a\"\nkey_sha256 = \"{hex}\"\n[[auth.keys]]\nid = \"a\"\nkey_sha256 = \"{hex}\"\n"),
+            "auth.keys[1].id",
+        ),
+        ("[[auth.keys]]\nid = \"a\"\nkeys = \"x\"\n", "auth.keys[0].keys"),
+    ] {
+        let e = err(text);
+        assert_eq!(e.path(), path, "{text}: {e}");
+    }
+    let config = Config::from_toml_with_env(
+        &format!(
+            "[[auth.keys]]\nid = \"a\"\nkey_sha256 = \"{hex}\"\nmodels = [\"mock/*\"]\nrpm = 5\n"
+        ),
+        env,
+    )
+    .unwrap();
+    #[cfg(feature = "auth")]
+    {
+        let record = config.auth.keys[0].to_record().unwrap();
+        assert_eq!(record.id, "a");
+        assert_eq!(record.hash.to_hex(), hex);
+        assert_eq!(record.limits.rpm, Some(5));
+        assert_eq!(record.models.len(), 1);
+    }
+    let _ = config;
+}

@@ -372,3 +372,106 @@ async fn pii_guardrail_from_the_configuration() {
     assert!(!stream.text().contains("bob.smith"));
     assert!(gateway.stop());
 }
+
+/// `[[auth.keys]]`: a key given by its value (from the environment) and one by its
+/// SHA-256 work next to the keys the admin API creates; they are listed, read-only
+/// through the API, limited to their models, and neither value nor hash shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_keys_from_the_configuration_file() {
+    use sha2::Digest;
+    let dir = TempDir::new("keys");
+    let hashed = "tg-hashed-key-from-the-file-0123456789";
+    let digest: String = sha2::Sha256::digest(hashed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    dir.write(
+        "gateway.toml",
+        &format!(
+            r#"
+            [auth]
+            master_key = "${{TEST_MASTER}}"
+            [[auth.keys]]
+            id = "app"
+            key = "${{TEST_APP_KEY}}"
+            team = "search"
+            models = ["mock/*"]
+            [[auth.keys]]
+            id = "hashed"
+            key_sha256 = "{digest}"
+            role = "viewer"
+            "#
+        ),
+    );
+    let master = "sk-test-master-key-000000000000";
+    let app_key = "tg-app-key-from-the-environment-42";
+    let gateway = Gateway::start(&[
+        ("TOLLGATE_CONFIG", &dir.path("gateway.toml")),
+        ("TOLLGATE_DB", &dir.path("t.db")),
+        ("TEST_MASTER", master),
+        ("TEST_APP_KEY", app_key),
+    ]);
+    let http = Http::new(&gateway.url);
+    let bearer = |key: &str| format!("Bearer {key}");
+    let ok = http
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", &bearer(app_key))],
+            &chat("mock/echo"),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let other_model = http
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", &bearer(app_key))],
+            &chat("gpt-4o"),
+        )
+        .await;
+    assert_eq!(other_model.status, 403, "{}", other_model.text());
+    let wrong = http
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", &bearer("tg-not-configured-key-0000"))],
+            &chat("mock/echo"),
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    // The hashed key is a viewer: it may read the admin API.
+    let list = http
+        .get("/admin/keys", &[("authorization", &bearer(hashed))])
+        .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let ids: Vec<String> = list.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["app", "hashed"]);
+    assert!(!list.text().contains(app_key) && !list.text().contains(&digest));
+    // Read-only through the API: change them in the file.
+    let revoke = http
+        .send(http.request(
+            http::Method::DELETE,
+            "/admin/keys/app",
+            &[("authorization", &bearer(master))],
+            "",
+        ))
+        .await;
+    assert_ne!(revoke.status, 200, "{}", revoke.text());
+    let still = http
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", &bearer(app_key))],
+            &chat("mock/echo"),
+        )
+        .await;
+    assert_eq!(
+        still.status, 200,
+        "a fixed key is not revoked through the API"
+    );
+    let log = gateway.log();
+    assert!(gateway.stop());
+    assert!(!log.contains(app_key), "the key is in the log");
+}

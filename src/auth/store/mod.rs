@@ -8,12 +8,14 @@ use super::KeyRecord;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use super::{Budget, IpNet, KeyHash, KeyLimits, ModelPattern};
 
+mod fixed;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use fixed::FixedKeys;
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresKeyStore;
