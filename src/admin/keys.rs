@@ -191,6 +191,13 @@ fn not_found(id: &str) -> Response {
 }
 
 fn store_failed(err: KeyStoreError) -> Response {
+    if err.is_read_only() {
+        return respond(
+            GatewayError::invalid_request(format!("This key cannot be changed here: {err}."))
+                .with_status(StatusCode::CONFLICT)
+                .with_code("read_only_key"),
+        );
+    }
     tracing::error!(error = %err, "admin: key store failed");
     respond(
         GatewayError::new(

@@ -459,7 +459,12 @@ async fn client_keys_from_the_configuration_file() {
             "",
         ))
         .await;
-    assert_ne!(revoke.status, 200, "{}", revoke.text());
+    assert_eq!(revoke.status, 409, "{}", revoke.text());
+    assert!(
+        revoke.text().contains("configuration file"),
+        "{}",
+        revoke.text()
+    );
     let still = http
         .post(
             "/v1/chat/completions",

@@ -23,7 +23,7 @@ impl<S: KeyStore> KeyStore for FixedKeys<S> {
     fn insert<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             if self.fixed.get(&record.id).await?.is_some() {
-                return Err(KeyStoreError::new(format!(
+                return Err(KeyStoreError::read_only(format!(
                     "the key id `{}` is taken by a key of the configuration file",
                     record.id
                 )));
@@ -61,7 +61,7 @@ impl<S: KeyStore> KeyStore for FixedKeys<S> {
     fn update<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             if self.fixed.get(&record.id).await?.is_some() {
-                return Err(KeyStoreError::new(format!(
+                return Err(KeyStoreError::read_only(format!(
                     "the key `{}` comes from the configuration file: change it there",
                     record.id
                 )));

@@ -51,18 +51,38 @@ pub trait KeyStore: fmt::Debug + Send + Sync + 'static {
 /// A key store failed (the database is down, a record does not decode, a duplicate).
 /// The message never contains a secret or a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyStoreError(String);
+pub struct KeyStoreError {
+    message: String,
+    read_only: bool,
+}
 
 impl KeyStoreError {
     /// An error with this message (which must not contain a secret).
     pub fn new(message: impl Into<String>) -> Self {
-        KeyStoreError(message.into())
+        KeyStoreError {
+            message: message.into(),
+            read_only: false,
+        }
+    }
+
+    /// The store works but refuses to change this key (a key of the configuration
+    /// file): the admin API answers 409 with the message.
+    pub fn read_only(message: impl Into<String>) -> Self {
+        KeyStoreError {
+            message: message.into(),
+            read_only: true,
+        }
+    }
+
+    /// Whether this is a refusal to change a read-only key rather than a failure.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 }
 
 impl fmt::Display for KeyStoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
+        f.pad(&self.message)
     }
 }
 
@@ -126,7 +146,8 @@ impl Columns {
     pub(crate) fn decode(self) -> Result<KeyRecord, KeyStoreError> {
         use super::record::from_unix_millis;
         let id = self.id;
-        let bad = |what: &str| KeyStoreError(format!("key record `{id}`: {what} does not decode"));
+        let bad =
+            |what: &str| KeyStoreError::new(format!("key record `{id}`: {what} does not decode"));
         let list = |text: &str, what: &str| -> Result<Vec<String>, KeyStoreError> {
             serde_json::from_str(text).map_err(|_| bad(what))
         };
