@@ -112,7 +112,7 @@ fn channel_json(channel: &Channel) -> Value {
     json!({
         "id": channel.id(),
         "provider": channel.provider(),
-        "models": channel.models().collect::<Vec<_>>(),
+        "models": channel.models(),
         "enabled": channel.is_enabled(),
         "health": health,
         "circuit": circuit,

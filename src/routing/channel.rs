@@ -382,10 +382,17 @@ impl Channel {
         &self.inner.provider
     }
 
-    /// The model names clients use for this channel (`*` when it serves any model).
-    pub fn models(&self) -> impl Iterator<Item = &str> {
-        let any = self.inner.any_model.then_some("*");
-        self.inner.models.iter().map(|m| &*m.name).chain(any)
+    /// The model names clients use for this channel: names, `prefix*` for the
+    /// prefixes it serves, and `*` when it serves any model by its prefixed name.
+    pub fn models(&self) -> Vec<String> {
+        let inner = &self.inner;
+        let names = inner.models.iter().map(|m| m.name.to_string());
+        let prefixes = inner.prefixes.iter().map(|p| format!("{p}*"));
+        let any = inner.any_model.then(|| "*".to_owned());
+        let mut all: Vec<String> = names.chain(prefixes).chain(any).collect();
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|m| seen.insert(m.clone()));
+        all
     }
 
     /// The weight for weighted strategies.
