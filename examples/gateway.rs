@@ -108,6 +108,7 @@ use tollgate::outcome::{observe, ObserveOptions, Outcome};
 use tollgate::ratelimit::{FailMode, RateLimitLayer, RateLimitStore, RedisStore};
 use tollgate::request::{BodyLimit, LlmRequest};
 use tollgate::routing::RoutingLayer;
+use tollgate::telemetry::GenAiSpanLayer;
 use tollgate::testing::MockServer;
 use tollgate::upstream::{Target, Upstream};
 use tollgate::{Dialect, Endpoint};
@@ -136,7 +137,7 @@ async fn main() -> Result<(), BoxError> {
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
     let config = load_config(config_path.as_deref())?;
-    init_logs(config.observability.log_format);
+    let telemetry = init_logs(config.observability.log_format);
     match &config_path {
         Some(path) => {
             tracing::info!(path = %path.display(), "configuration file (TOLLGATE_CONFIG)")
@@ -226,6 +227,13 @@ async fn main() -> Result<(), BoxError> {
         replayed = stats.replayed,
         "usage ledger flushed"
     );
+    #[cfg(feature = "otel")]
+    if let Some(provider) = telemetry {
+        // The last spans, before exiting.
+        let _ = provider.shutdown();
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = telemetry;
     drop(shared);
     Ok(())
 }
@@ -402,16 +410,97 @@ fn parse_limits(name: &str, text: &str) -> Result<RateLimits, String> {
     Ok(limits)
 }
 
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat) -> Option<Telemetry> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // stdout carries only the `listening on` line.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        _ => builder.init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Json => logs.json().boxed(),
+        _ => logs.boxed(),
+    };
+    let (otel, telemetry) = otel_layer();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(otel)
+        .init();
+    if telemetry.is_some() {
+        tracing::info!("spans exported over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)");
     }
+    telemetry
+}
+
+/// What keeps span export going; flushed at shutdown.
+#[cfg(feature = "otel")]
+type Telemetry = opentelemetry_sdk::trace::SdkTracerProvider;
+#[cfg(not(feature = "otel"))]
+type Telemetry = ();
+
+/// OTLP over HTTP (protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set; the standard `OTEL_*` variables
+/// configure it (headers, timeout, `OTEL_SERVICE_NAME`).
+#[cfg(feature = "otel")]
+fn otel_layer<S>() -> (
+    Option<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>,
+    Option<Telemetry>,
+)
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use opentelemetry_otlp::WithHttpConfig as _;
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return (None, None);
+    }
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client =
+        opentelemetry_http::hyper::HyperClient::new(connector, Duration::from_secs(10), None);
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_http_client(client)
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            eprintln!("OTLP export is off: {err}");
+            return (None, None);
+        }
+    };
+    // Exports from the tokio runtime, where the HTTP client lives.
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("tollgate")
+                .build(),
+        )
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("tollgate"));
+    (Some(layer), Some(provider))
+}
+
+#[cfg(not(feature = "otel"))]
+fn otel_layer() -> (
+    Option<tracing_subscriber::layer::Identity>,
+    Option<Telemetry>,
+) {
+    (None, None)
 }
 
 /// What lives as long as the process: stores, the ledger, authentication, the mock,
@@ -588,6 +677,8 @@ impl Generation {
         // max_parallel), and on the client address.
         let inner = ServiceBuilder::new()
             .map_response(IntoResponse::into_response)
+            // One GenAI span per request (after auth: it parses the body).
+            .layer(GenAiSpanLayer::new())
             .layer(rate_limits)
             .layer(
                 MeteringLayer::new(shared.ledger.clone())
@@ -1160,7 +1251,11 @@ async fn attempt(
         .get::<Target>()
         .map(|t| (t.name().to_owned(), t.model().map(str::to_owned)))
         .unwrap_or_default();
-    let span = tracing::info_span!("upstream", target, model = model.as_deref().unwrap_or("-"));
+    let span = tracing::info_span!(
+        "upstream",
+        gen_ai.provider.name = %target,
+        gen_ai.request.model = model.as_deref().unwrap_or("-"),
+    );
     upstream.oneshot(req).instrument(span).await
 }
 

@@ -35,6 +35,7 @@
 //! | `config` | [`config`]: the gateway's typed TOML configuration (`${ENV}` secrets, errors naming the field) |
 //! | `alerts` | [`alerts`]: `Alert` and the `WebhookNotifier` (bounded queue, retries with backoff, never blocks a request) |
 //! | `guardrails` | [`guardrails`]: `GuardrailLayer` (block or redact prompts and answers, streams over a sliding window) and the regex `PiiRedactor` |
+//! | `otel` | the example gateway exports the [`telemetry`] spans over OTLP (the library itself needs no feature for them) |
 //! | `metrics` | [`metrics`]: `MetricsLayer` and the Prometheus exposition of requests, latency, tokens, cost, cache and rate limits |
 //! | `full` | all of the above |
 //!
@@ -90,6 +91,7 @@ pub mod request;
 #[cfg_attr(docsrs, doc(cfg(feature = "routing")))]
 pub mod routing;
 pub mod sse;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
