@@ -148,6 +148,7 @@ async fn main() -> Result<(), BoxError> {
     let shared = Shared::start(&config).await?;
     let first = Generation::build(config.clone(), &shared)?;
     let current = Arc::new(ArcSwap::from_pointee(first));
+    channel_metrics(&shared.metrics, current.clone());
     // Channel down / recovered / circuit opened, for the channels in force.
     let _channel_watch = shared.alerts.as_ref().map(|alerts| {
         let current = current.clone();
@@ -601,6 +602,38 @@ impl Shared {
             alerts,
         })
     }
+}
+
+/// Channels of the configuration in force by state, read at each scrape.
+fn channel_metrics(registry: &Registry, current: Arc<ArcSwap<Generation>>) {
+    use tollgate::routing::Health;
+    let count = move |wanted: fn(&tollgate::routing::Channel) -> bool| {
+        let current = current.clone();
+        move || {
+            let router = current.load().router.clone();
+            router.channels().filter(|c| wanted(c)).count() as i64
+        }
+    };
+    registry.gauge_fn(
+        "tollgate_channels_healthy",
+        "Enabled channels taking traffic (healthy, degraded or on probation)",
+        count(|c| c.is_enabled() && !matches!(c.health(), Health::Down | Health::CircuitOpen)),
+    );
+    registry.gauge_fn(
+        "tollgate_channels_down",
+        "Channels marked down by their error ratio",
+        count(|c| c.health() == Health::Down),
+    );
+    registry.gauge_fn(
+        "tollgate_channels_circuit_open",
+        "Channels whose circuit breaker is open",
+        count(|c| c.health() == Health::CircuitOpen),
+    );
+    registry.gauge_fn(
+        "tollgate_channels_disabled",
+        "Channels disabled in the configuration or through the admin API",
+        count(|c| !c.is_enabled()),
+    );
 }
 
 /// The metrics registry, with the usage ledger's own counters read at each scrape.

@@ -129,6 +129,14 @@ async fn request_ids_everywhere_and_metrics_after_traffic() {
         "{text}"
     );
     assert_eq!(sample(&s, "tollgate_ledger_spooled_total", &[]), Some(0.0));
+    // The mock's three channels, all taking traffic.
+    assert_eq!(
+        sample(&s, "tollgate_channels_healthy", &[]),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(sample(&s, "tollgate_channels_circuit_open", &[]), Some(0.0));
+    assert_eq!(sample(&s, "tollgate_channels_down", &[]), Some(0.0));
     assert!(gateway.stop(), "exits 0 on SIGTERM");
 }
 
