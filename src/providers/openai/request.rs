@@ -353,33 +353,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
                 messages.push(json!({"role": "user", "content": content}));
             }
             Role::Assistant => {
-                let text: String = message
-                    .content
-                    .iter()
-                    .filter_map(|p| match p {
-                        Part::Text(t) => Some(t.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let calls: Vec<Value> = message
-                    .content
-                    .iter()
-                    .filter_map(|p| match p {
-                        Part::ToolCall(c) => Some(json!({
-                            "id": c.id, "type": "function",
-                            "function": {"name": c.name, "arguments": c.arguments},
-                        })),
-                        _ => None,
-                    })
-                    .collect();
-                let mut m = json!({
-                    "role": "assistant",
-                    "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) },
-                });
-                if !calls.is_empty() {
-                    m["tool_calls"] = Value::Array(calls);
-                }
-                messages.push(m);
+                messages.push(super::response::assistant_message(&message.content));
             }
         }
     }

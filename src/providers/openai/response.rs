@@ -99,18 +99,17 @@ pub(crate) fn encode_usage(usage: &Usage) -> Value {
     })
 }
 
-/// Builds an OpenAI `chat.completion`.
-pub fn encode_response(res: &ChatResponse) -> Value {
-    let text: String = res
-        .content
+/// An OpenAI assistant message of canonical parts: the text (null when the turn is
+/// only tool calls) and its `tool_calls`. Requests (earlier turns) and answers share it.
+pub(super) fn assistant_message(parts: &[Part]) -> Value {
+    let text: String = parts
         .iter()
         .filter_map(|p| match p {
             Part::Text(t) => Some(t.as_str()),
             _ => None,
         })
         .collect();
-    let calls: Vec<Value> = res
-        .content
+    let calls: Vec<Value> = parts
         .iter()
         .filter_map(|p| match p {
             Part::ToolCall(c) => Some(json!({
@@ -123,11 +122,17 @@ pub fn encode_response(res: &ChatResponse) -> Value {
     let mut message = json!({
         "role": "assistant",
         "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": null,
     });
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
+    message
+}
+
+/// Builds an OpenAI `chat.completion`.
+pub fn encode_response(res: &ChatResponse) -> Value {
+    let mut message = assistant_message(&res.content);
+    message["refusal"] = Value::Null;
     let mut out = json!({
         "id": res.id,
         "object": "chat.completion",
