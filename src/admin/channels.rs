@@ -8,6 +8,7 @@ use axum::Router;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
+use super::keys::json_response;
 use super::{respond, Admin};
 use crate::error::{ErrorKind, GatewayError};
 use crate::routing::{Channel, Health};
@@ -29,7 +30,7 @@ async fn list(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     };
     let router = current();
     let data: Vec<Value> = router.channels().map(channel_json).collect();
-    json(StatusCode::OK, json!({"object": "list", "data": data}))
+    json_response(StatusCode::OK, json!({"object": "list", "data": data}))
 }
 
 async fn show(State(admin): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -37,7 +38,7 @@ async fn show(State(admin): State<Admin>, headers: HeaderMap, Path(id): Path<Str
         return res;
     }
     with_channel(&admin, &id, |channel| {
-        json(StatusCode::OK, channel_json(channel))
+        json_response(StatusCode::OK, channel_json(channel))
     })
 }
 
@@ -65,7 +66,7 @@ async fn set_enabled(admin: Admin, headers: HeaderMap, id: String, enabled: bool
     with_channel(&admin, &id, |channel| {
         channel.set_enabled(enabled);
         tracing::info!(channel = %id, enabled, by = %principal.key_id, "admin: channel switched");
-        json(StatusCode::OK, channel_json(channel))
+        json_response(StatusCode::OK, channel_json(channel))
     })
 }
 
@@ -132,13 +133,4 @@ fn not_routed() -> GatewayError {
         ErrorKind::NotFound,
         "This gateway does not serve this route: channels need a routing table (Admin::with_channels).",
     )
-}
-
-fn json(status: StatusCode, body: Value) -> Response {
-    let bytes = serde_json::to_vec(&body).expect("JSON serializes");
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(bytes))
-        .expect("a valid response")
 }

@@ -11,6 +11,7 @@ use axum::Router;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
+use super::keys::json_response;
 use super::{respond, Admin};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metering::{Account, GroupBy, Money, RecentQuery, UsageQuery};
@@ -37,7 +38,7 @@ async fn usage(
         Err(res) => return res,
     };
     match source.usage(&query).await {
-        Ok(rows) => json_ok(json!({ "object": "list", "data": rows })),
+        Ok(rows) => json_response(StatusCode::OK, json!({ "object": "list", "data": rows })),
         Err(err) => {
             tracing::warn!(error = %err, "admin: usage query failed");
             respond(GatewayError::new(
@@ -64,7 +65,10 @@ async fn requests(
             let next = (records.len() == query.limit as usize)
                 .then(|| records.last().map(|r| format!("{}:{}", r.time_ms, r.id)))
                 .flatten();
-            json_ok(json!({ "object": "list", "data": records, "next": next }))
+            json_response(
+                StatusCode::OK,
+                json!({ "object": "list", "data": records, "next": next }),
+            )
         }
         Err(err) => {
             tracing::warn!(error = %err, "admin: request list failed");
@@ -227,7 +231,7 @@ async fn credit(
         }
     };
     tracing::info!(account = %account, amount = %amount, balance = %balance, "admin: balance credited");
-    json_ok(account_json(&account, balance))
+    json_response(StatusCode::OK, account_json(&account, balance))
 }
 
 /// `GET /admin/balances/{key_id or team}`: 404 for a postpaid account.
@@ -254,7 +258,7 @@ async fn balance(
                 "The balance store could not be read; see the gateway's log.",
             ))
         }
-        Ok(Some(balance)) => json_ok(account_json(&account, balance)),
+        Ok(Some(balance)) => json_response(StatusCode::OK, account_json(&account, balance)),
         Ok(None) => respond(GatewayError::new(
             ErrorKind::NotFound,
             format!("{account} has no prepaid balance (it is postpaid); credit it to open one."),
@@ -299,13 +303,4 @@ fn not_configured(what: &str) -> GatewayError {
         ErrorKind::NotFound,
         format!("This gateway does not serve this route: {what}."),
     )
-}
-
-fn json_ok(body: Value) -> Response {
-    let bytes = serde_json::to_vec(&body).expect("JSON serializes");
-    http::Response::builder()
-        .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(bytes))
-        .expect("a valid response")
 }
