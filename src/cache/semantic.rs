@@ -160,6 +160,7 @@ pub struct SemanticCacheLayer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     embed: Arc<dyn Embed>,
     threshold: f32,
@@ -185,93 +186,67 @@ impl fmt::Debug for SemanticCacheLayer {
     }
 }
 
+/// The index every service of a layer shares: at most 10,000 scopes, each forgotten
+/// after `ttl` without use.
+fn index(ttl: Duration) -> moka::sync::Cache<[u8; 32], Arc<Mutex<VecDeque<Remembered>>>> {
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_idle(ttl)
+        .build()
+}
+
 impl SemanticCacheLayer {
     /// A semantic cache using `embed`, with a similarity threshold of 0.95, the
     /// deterministic [`CachePolicy`], 256 prompts per scope and a one-hour TTL.
     pub fn new(embed: impl Embed) -> Self {
-        Self::build(
-            Arc::new(embed),
-            0.95,
-            CachePolicy::Deterministic,
-            256,
-            Duration::from_secs(3600),
-            Duration::from_secs(2),
-        )
-    }
-
-    fn build(
-        embed: Arc<dyn Embed>,
-        threshold: f32,
-        policy: CachePolicy,
-        max_entries: usize,
-        ttl: Duration,
-        timeout: Duration,
-    ) -> Self {
         SemanticCacheLayer {
             shared: Arc::new(Shared {
-                embed,
-                threshold,
-                policy,
-                max_entries,
-                timeout,
-                index: moka::sync::Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_idle(ttl)
-                    .build(),
+                embed: Arc::new(embed),
+                threshold: 0.95,
+                policy: CachePolicy::Deterministic,
+                max_entries: 256,
+                timeout: Duration::from_secs(2),
+                index: index(Duration::from_secs(3600)),
             }),
         }
     }
 
-    fn with(self, f: impl FnOnce(&mut (f32, CachePolicy, usize, Duration, Duration))) -> Self {
-        let s = &self.shared;
-        let mut settings = (
-            s.threshold,
-            s.policy,
-            s.max_entries,
-            s.index
-                .policy()
-                .time_to_idle()
-                .unwrap_or(Duration::from_secs(3600)),
-            s.timeout,
-        );
-        f(&mut settings);
-        let (threshold, policy, max_entries, ttl, timeout) = settings;
-        Self::build(
-            s.embed.clone(),
-            threshold,
-            policy,
-            max_entries,
-            ttl,
-            timeout,
-        )
+    /// The settings, while the layer is being built (no service holds them yet).
+    fn settings(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
     }
 
     /// The cosine similarity from which two prompts are the same question (default
     /// 0.95; clamped to 0..=1). Tune it to your embedding model.
-    pub fn threshold(self, threshold: f32) -> Self {
-        self.with(|s| s.0 = threshold.clamp(0.0, 1.0))
+    pub fn threshold(mut self, threshold: f32) -> Self {
+        self.settings().threshold = threshold.clamp(0.0, 1.0);
+        self
     }
 
     /// Which requests take part (default [`CachePolicy::Deterministic`]); use the same
     /// policy as the exact cache below.
-    pub fn policy(self, policy: CachePolicy) -> Self {
-        self.with(|s| s.1 = policy)
+    pub fn policy(mut self, policy: CachePolicy) -> Self {
+        self.settings().policy = policy;
+        self
     }
 
     /// Prompts remembered per scope (default 256).
-    pub fn max_entries(self, entries: usize) -> Self {
-        self.with(|s| s.2 = entries.max(1))
+    pub fn max_entries(mut self, entries: usize) -> Self {
+        self.settings().max_entries = entries.max(1);
+        self
     }
 
     /// How long a scope is remembered without use (default 1 hour).
-    pub fn ttl(self, ttl: Duration) -> Self {
-        self.with(|s| s.3 = ttl)
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.settings().index = index(ttl);
+        self
     }
 
     /// How long an embedding may take before the request is treated as a miss
     /// (default 2 s).
-    pub fn embed_timeout(self, timeout: Duration) -> Self {
-        self.with(|s| s.4 = timeout)
+    pub fn embed_timeout(mut self, timeout: Duration) -> Self {
+        self.settings().timeout = timeout;
+        self
     }
 }
 
