@@ -517,23 +517,14 @@ impl Hold {
                     roll(t, now);
                     let before = t.spent;
                     t.spent = t.spent.saturating_add(cost);
-                    let soft = Money::from_nanos(
-                        t.budget.limit.nanos() / 100 * i64::from(t.budget.soft_threshold_percent),
-                    );
-                    if !t.warned && before < soft && t.spent >= soft {
-                        t.warned = true;
-                        events.push(BudgetEvent::SoftThreshold {
-                            account: account.clone(),
-                            spent: t.spent,
-                            limit: t.budget.limit,
-                        });
-                    }
-                    if before < t.budget.limit && t.spent >= t.budget.limit {
-                        events.push(BudgetEvent::Exhausted {
-                            account: account.clone(),
-                            spent: t.spent,
-                            limit: t.budget.limit,
-                        });
+                    for event in crossed(account, t.budget, before.nanos(), t.spent.nanos()) {
+                        if matches!(event, BudgetEvent::SoftThreshold { .. }) {
+                            if t.warned {
+                                continue;
+                            }
+                            t.warned = true;
+                        }
+                        events.push(event);
                     }
                 }
             }
@@ -551,6 +542,34 @@ impl Drop for Hold {
             self.finish(Money::ZERO);
         }
     }
+}
+
+/// The budget events of spend going from `before` to `after` (nanos): the soft
+/// threshold and the limit, each when this change crosses it.
+pub(super) fn crossed(
+    account: &Account,
+    budget: Budget,
+    before: i64,
+    after: i64,
+) -> Vec<BudgetEvent> {
+    let limit = budget.limit.nanos();
+    let soft = limit / 100 * i64::from(budget.soft_threshold_percent);
+    let mut events = Vec::new();
+    if before < soft && after >= soft {
+        events.push(BudgetEvent::SoftThreshold {
+            account: account.clone(),
+            spent: Money::from_nanos(after),
+            limit: budget.limit,
+        });
+    }
+    if before < limit && after >= limit {
+        events.push(BudgetEvent::Exhausted {
+            account: account.clone(),
+            spent: Money::from_nanos(after),
+            limit: budget.limit,
+        });
+    }
+    events
 }
 
 /// Moves a budget into the period containing `now`, resetting its spend.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::account::{Account, AccountStoreError, Accounts, Budget, BudgetEvent, Refusal};
+use super::account::{crossed, Account, AccountStoreError, Accounts, Budget, Refusal};
 use super::Money;
 
 const RESERVE: &str = include_str!("lua/reserve.lua");
@@ -443,26 +443,4 @@ impl SharedHold {
             }
         });
     }
-}
-
-/// The budget events of spend going from `before` to `after` (nanos).
-fn crossed(account: &Account, budget: Budget, before: i64, after: i64) -> Vec<BudgetEvent> {
-    let limit = budget.limit.nanos();
-    let soft = limit / 100 * i64::from(budget.soft_threshold_percent);
-    let mut events = Vec::new();
-    if before < soft && after >= soft {
-        events.push(BudgetEvent::SoftThreshold {
-            account: account.clone(),
-            spent: Money::from_nanos(after),
-            limit: budget.limit,
-        });
-    }
-    if before < limit && after >= limit {
-        events.push(BudgetEvent::Exhausted {
-            account: account.clone(),
-            spent: Money::from_nanos(after),
-            limit: budget.limit,
-        });
-    }
-    events
 }
