@@ -10,8 +10,9 @@ use crate::outcome::End;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct UsageRecord {
-    /// Unique per request (the `x-request-id`, or a generated id): replays are
-    /// idempotent on it.
+    /// The request's `x-request-id` (or a generated id when it has none). Records are
+    /// unique on ([`time_ms`](UsageRecord::time_ms), `id`): replaying a record is a
+    /// no-op, while a client that sends its own id again (a retry) is metered again.
     pub id: String,
     /// When the request started, in milliseconds since the Unix epoch (UTC).
     pub time_ms: i64,

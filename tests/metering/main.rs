@@ -399,3 +399,37 @@ async fn an_exhausted_budget_refuses_with_retry_after() {
         Some(ledger.records()[0].cost)
     );
 }
+
+/// A client that sends its own `x-request-id` again (a retry) is metered again: the
+/// ledger is unique on (start time, id), not on the id alone. A replay of the same
+/// record (same start, same id) is still written once.
+#[tokio::test]
+async fn a_reused_request_id_is_a_new_record_and_a_replay_is_not() {
+    use tollgate::metering::Ledger;
+    let dir = std::env::temp_dir().join(format!("tollgate-reuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = SqliteLedger::open(dir.join("ledger.db")).await.unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(MeteringLayer::new(ledger.clone()))
+        .service(MockProvider::new());
+    for _ in 0..2 {
+        let mut req = chat("mock/echo", false, &[]);
+        req.headers_mut()
+            .insert("x-request-id", "client-retry-1".parse().unwrap());
+        drain(svc.clone().oneshot(req).await.unwrap()).await;
+        tokio::time::sleep(Duration::from_millis(3)).await; // the next one starts later
+    }
+    ledger.flush().await;
+    let records = ledger.records().await.unwrap();
+    assert_eq!(records.len(), 2, "both requests are metered");
+    assert!(records.iter().all(|r| r.id == "client-retry-1"));
+    ledger.record(records[0].clone()); // a spool replay
+    ledger.flush().await;
+    assert_eq!(
+        ledger.records().await.unwrap().len(),
+        2,
+        "a replay is a no-op"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
