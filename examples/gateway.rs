@@ -147,6 +147,7 @@ async fn main() -> Result<(), BoxError> {
     let config = Arc::new(config);
     let shared = Shared::start(&config).await?;
     let first = Generation::build(config.clone(), &shared)?;
+    first.apply(&shared);
     let current = Arc::new(ArcSwap::from_pointee(first));
     channel_metrics(&shared.metrics, current.clone());
     // Channel down / recovered / circuit opened, for the channels in force.
@@ -752,6 +753,17 @@ impl Generation {
     }
 }
 
+impl Generation {
+    /// Applies what of this configuration lives in the process-wide state rather than in
+    /// the stack: the low-balance thresholds. Called when the generation goes into force.
+    fn apply(&self, shared: &Shared) {
+        let alerts = &self.config.alerts;
+        shared
+            .accounts
+            .replace_low_balance_thresholds(alerts.balance_low, alerts.balance_low_thresholds());
+    }
+}
+
 /// The PII guardrail, when configured: after metering (a refused prompt is metered as
 /// a 400), in front of the cache (hits are checked too; the key is the redacted prompt).
 fn guardrails(config: &Config) -> Option<GuardrailLayer> {
@@ -832,6 +844,7 @@ async fn watch_config(path: PathBuf, current: Arc<ArcSwap<Generation>>, shared: 
                         "configuration reload: this field needs a restart; the running value stays"
                     );
                 }
+                generation.apply(&shared);
                 tracing::info!(
                     why,
                     channels = generation.config.channels.len(),
