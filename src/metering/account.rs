@@ -122,6 +122,34 @@ impl Budget {
     }
 }
 
+/// A budget and its spend in the current period (see [`Accounts::budgets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BudgetStatus {
+    /// Whose budget.
+    pub account: Account,
+    /// The budget.
+    pub budget: Budget,
+    /// When the current period started (ms since the epoch); `None` for a lifetime
+    /// budget ([`Period::Total`]).
+    pub period_start: Option<i64>,
+    /// When the next period starts and the spend resets (ms since the epoch); `None`
+    /// for a lifetime budget.
+    pub resets_ms: Option<i64>,
+    /// Spent in the current period.
+    pub spent: Money,
+}
+
+impl BudgetStatus {
+    /// What is left to spend in the current period (zero once the limit is reached).
+    pub fn remaining(&self) -> Money {
+        self.budget
+            .limit
+            .saturating_sub(self.spent)
+            .max(Money::ZERO)
+    }
+}
+
 /// Sent to [`Accounts::subscribe`] subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -454,6 +482,41 @@ impl Accounts {
             tracked.budget = budget;
             tracked.period_start = start;
         }
+    }
+
+    /// Every budget of this set (the ones [`set_budget`](Self::set_budget) made,
+    /// including the keys' budgets metering set on their first request), by account,
+    /// with the spend of its current period: from the shared store when there is one
+    /// (the fleet's figure), else this process's.
+    pub async fn budgets(&self) -> Result<Vec<BudgetStatus>, AccountStoreError> {
+        let now = (self.clock)();
+        let mut out: Vec<BudgetStatus> = {
+            let mut state = self.lock();
+            state
+                .budgets
+                .iter_mut()
+                .map(|(account, tracked)| {
+                    roll(tracked, now);
+                    let total = tracked.budget.period == Period::Total;
+                    BudgetStatus {
+                        account: account.clone(),
+                        budget: tracked.budget,
+                        period_start: (!total).then_some(tracked.period_start),
+                        resets_ms: (!total).then(|| next_period(tracked)),
+                        spent: tracked.spent,
+                    }
+                })
+                .collect()
+        };
+        out.sort_by(|a, b| a.account.cmp(&b.account));
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.shared {
+            for status in &mut out {
+                let start = status.period_start.unwrap_or(i64::MIN);
+                status.spent = store.spent(&status.account, start).await?;
+            }
+        }
+        Ok(out)
     }
 
     /// Spend recorded against the current period of an account's budget.

@@ -200,6 +200,17 @@ async fn a_budget_spent_on_one_replica_refuses_on_the_other_and_warns_once() {
             other => panic!("refused on every replica, got {other:?}"),
         }
     }
+    // Every replica reports the fleet's spend (what `GET /admin/budgets` shows).
+    for replica in [&a, &b] {
+        let budgets = replica.budgets().await.unwrap();
+        assert_eq!(budgets.len(), 1);
+        assert_eq!(budgets[0].spent, Money::from_nanos(1_000));
+        assert_eq!(budgets[0].remaining(), Money::ZERO);
+        assert_eq!(
+            budgets[0].resets_ms,
+            Some(Period::Daily.start(a.now_ms()) + 86_400_000)
+        );
+    }
 }
 
 #[tokio::test]
