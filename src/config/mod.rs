@@ -43,6 +43,16 @@
 //! assert_eq!(err.path(), "channels[0].id");
 //! ```
 //!
+//! **Reload.** The example gateway reloads its file when it changes and on SIGHUP: a
+//! valid new file is swapped in atomically, an invalid one is refused. The fields read
+//! once at start keep their running value until a restart, and the reload logs a
+//! warning naming each one that changed: `listen`, `stores.*` (`sqlite`,
+//! `database_url`, `redis_url`, `redis_fail`), `observability.log_format`,
+//! `alerts.webhook_url`, `mock` (turning it on) and `auth.master_key` (turning
+//! authentication on or off). Everything else applies, including a new master key, the
+//! JWT settings, `[[auth.keys]]` (a removed key is refused from the next request),
+//! `observability.metrics` and the low-balance thresholds.
+//!
 //! `examples/gateway.toml` documents every field.
 
 mod channels;
