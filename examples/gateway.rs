@@ -58,7 +58,8 @@
 //!
 //! Prometheus metrics are served at `GET /metrics` (see `tollgate::metrics`). On
 //! SIGTERM the gateway stops accepting, lets requests in flight finish (up to
-//! `shutdown_grace_seconds`, default 30), flushes the usage ledger and exits 0.
+//! `shutdown_grace_seconds`, default 30), cuts the streams still open (each still gets
+//! its usage record), flushes the usage ledger and exits 0.
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
 //! mock in the OpenAI, Anthropic and Gemini dialects. Both `/v1/chat/completions` and
@@ -74,6 +75,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::convert::Infallible;
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -184,7 +186,12 @@ async fn main() -> Result<(), BoxError> {
     // Readiness: true while serving, false from the shutdown signal on, so a load
     // balancer stops sending new requests while those in flight finish.
     let ready = Arc::new(AtomicBool::new(true));
-    let app = router(&shared, current.clone(), ready.clone());
+    let (cut, cut_rx) = tokio::sync::watch::channel(false);
+    let drain = Drain {
+        cut: cut_rx,
+        open: Arc::new(tokio::sync::watch::channel(0).0),
+    };
+    let app = router(&shared, current.clone(), ready.clone(), drain.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -221,12 +228,24 @@ async fn main() -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_secs(grace)).await;
         grace
     };
+    let serve = serve.into_future();
+    tokio::pin!(serve);
     tokio::select! {
-        served = serve => served?,
-        grace = deadline => tracing::warn!(
-            grace_seconds = grace,
-            "shutdown deadline passed: closing the connections still open"
-        ),
+        served = &mut serve => served?,
+        grace = deadline => {
+            tracing::warn!(
+                grace_seconds = grace,
+                "shutdown deadline passed: cutting the answers still open"
+            );
+            // Each open body ends with an error: its connection closes, its outcome
+            // resolves (client gone, usage so far) and metering writes its record.
+            let _ = cut.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut serve).await;
+        }
+    }
+    // Every record must be in the ledger's queue before the last flush.
+    if !drain.settled(Duration::from_secs(5)).await {
+        tracing::warn!("some answers did not resolve within 5 s of the shutdown: their usage records may be missing");
     }
     shared.ledger.flush().await;
     let stats = shared.ledger.stats();
@@ -1199,7 +1218,12 @@ fn jwt_validator(config: &Config) -> Result<Option<JwtValidator>, BoxError> {
     Ok(Some(validator))
 }
 
-fn router(shared: &Shared, current: Arc<ArcSwap<Generation>>, ready: Arc<AtomicBool>) -> Router {
+fn router(
+    shared: &Shared,
+    current: Arc<ArcSwap<Generation>>,
+    ready: Arc<AtomicBool>,
+    drain: Drain,
+) -> Router {
     let llm = Reloading {
         current: current.clone(),
     };
@@ -1313,7 +1337,7 @@ fn router(shared: &Shared, current: Arc<ArcSwap<Generation>>, ready: Arc<AtomicB
                     .on_failure(()),
             )
             .layer(middleware::from_fn(client_addr))
-            .layer(middleware::from_fn(access_log)),
+            .layer(middleware::from_fn_with_state(drain, access_log)),
     )
 }
 
@@ -1393,7 +1417,11 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
 /// how the answer ended). It does not parse the body (an unauthenticated request's body
 /// is never read): the model comes from the response's `LoggedModel`. It logs no
 /// header, so no credential.
-async fn access_log(req: Request, next: Next) -> Response {
+async fn access_log(
+    axum::extract::State(drain): axum::extract::State<Drain>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -1402,7 +1430,11 @@ async fn access_log(req: Request, next: Next) -> Response {
     let model = res.extensions().get::<LoggedModel>().map(|m| m.0.clone());
     let res = observe(res, ObserveOptions::new(started).endpoint(endpoint));
     if let Some(outcome) = res.extensions().get::<Outcome>() {
+        // Registered after metering's callback, so it runs after the usage record went
+        // to the ledger: shutdown waits for it before the last flush.
+        let open = drain.open();
         outcome.on_resolve(move |report| {
+            drop(open);
             let usage = report.usage.unwrap_or_default();
             tracing::info!(
                 %method,
@@ -1418,7 +1450,100 @@ async fn access_log(req: Request, next: Next) -> Response {
             );
         });
     }
-    axum_response(res)
+    let res = axum_response(res);
+    res.map(|body| axum::body::Body::new(CutOff::new(body, drain.cut.clone())))
+}
+
+/// Answers still open at shutdown: counted while their outcome is unresolved, and cut
+/// when the shutdown deadline passes.
+#[derive(Clone)]
+struct Drain {
+    /// `true` once the deadline passed: every open body ends with an error.
+    cut: tokio::sync::watch::Receiver<bool>,
+    /// Bumped by each answer until its outcome resolves (its usage record written).
+    open: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// One open answer; dropping it (when its outcome resolves) counts it out.
+struct Open(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Drain {
+    fn open(&self) -> Open {
+        self.open.send_modify(|n| *n += 1);
+        Open(self.open.clone())
+    }
+
+    /// Waits (up to `limit`) until every answer's outcome resolved.
+    async fn settled(&self, limit: Duration) -> bool {
+        let mut open = self.open.subscribe();
+        let settled = tokio::time::timeout(limit, open.wait_for(|n| *n == 0)).await;
+        settled.is_ok()
+    }
+}
+
+/// An answer body that ends with an error once the shutdown deadline passed, so its
+/// connection closes and the layers inside see it dropped (the outcome resolves as the
+/// client gone, with the usage streamed so far, and metering writes its record).
+#[pin_project::pin_project]
+struct CutOff {
+    #[pin]
+    inner: axum::body::Body,
+    cut: tokio::sync::watch::Receiver<bool>,
+    /// Made on the first `Pending` only: whole answers never allocate it.
+    waiting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl CutOff {
+    fn new(inner: axum::body::Body, cut: tokio::sync::watch::Receiver<bool>) -> Self {
+        CutOff {
+            inner,
+            cut,
+            waiting: None,
+        }
+    }
+}
+
+impl http_body::Body for CutOff {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let this = self.project();
+        let cut_off = || Poll::Ready(Some(Err(axum::Error::new("cut at the shutdown deadline"))));
+        if *this.cut.borrow() {
+            return cut_off();
+        }
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let waiting = this.waiting.get_or_insert_with(|| {
+            let mut cut = this.cut.clone();
+            Box::pin(async move {
+                let _ = cut.wait_for(|c| *c).await;
+            })
+        });
+        match waiting.as_mut().poll(cx) {
+            Poll::Ready(()) => cut_off(),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn models(config: &Config) -> Json<serde_json::Value> {
