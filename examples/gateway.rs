@@ -1267,7 +1267,7 @@ fn router(
     // Always routed, answered while the configuration in force says so (a reload turns
     // it on and off).
     let registry = shared.metrics.clone();
-    let metrics_current = current.clone();
+    let metrics_current = current;
     app = app.route(
         "/metrics",
         get(move |req: Request| {

@@ -39,10 +39,10 @@ async fn list(
     }
     let wanted = |account: &Account| match account {
         Account::Key(id) => {
-            params.get("team").is_none() && params.get("key_id").is_none_or(|k| k == id)
+            !params.contains_key("team") && params.get("key_id").is_none_or(|k| k == id)
         }
         Account::Team(team) => {
-            params.get("key_id").is_none() && params.get("team").is_none_or(|t| t == team)
+            !params.contains_key("key_id") && params.get("team").is_none_or(|t| t == team)
         }
     };
     match statuses(&admin, &headers).await {
