@@ -70,7 +70,7 @@ pub use account::{
     Account, AccountStoreError, Accounts, Budget, BudgetEvent, BudgetStatus, Clock, Hold, Period,
     Refusal,
 };
-#[cfg(feature = "auth")]
+#[cfg(all(feature = "admin", any(feature = "sqlite", feature = "postgres")))]
 pub(crate) use layer::key_budget;
 pub use layer::{Metering, MeteringLayer, Payer, ResponseFuture, UnknownPrice};
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
