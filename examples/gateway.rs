@@ -14,7 +14,11 @@
 //! `gateway --check-config FILE` validates a file and exits (0 valid, 1 invalid, with
 //! the path of the bad field). The file is reloaded when it changes and on SIGHUP: a
 //! valid new file is swapped in atomically (requests in flight finish on the old
-//! one), an invalid one is refused with a log line and the running one stays.
+//! one), an invalid one is refused with a log line and the running one stays. The
+//! fields read once at start (`listen`, `stores.*`, `observability.log_format`,
+//! `alerts.webhook_url`, turning the mock or authentication on or off) keep their
+//! running value, with a warning naming each; the rest applies, `[[auth.keys]]` and the
+//! master key included (see `tollgate::config`).
 //!
 //! Environment variables override the file's fields (see the README for the table):
 //!
@@ -54,7 +58,8 @@
 //!
 //! Prometheus metrics are served at `GET /metrics` (see `tollgate::metrics`). On
 //! SIGTERM the gateway stops accepting, lets requests in flight finish (up to
-//! `shutdown_grace_seconds`, default 30), flushes the usage ledger and exits 0.
+//! `shutdown_grace_seconds`, default 30), cuts the streams still open (each still gets
+//! its usage record), flushes the usage ledger and exits 0.
 //!
 //! `mock/<x>`, `mock-anthropic/<x>` and `mock-gemini/<x>` are served by the in-process
 //! mock in the OpenAI, Anthropic and Gemini dialects. Both `/v1/chat/completions` and
@@ -70,6 +75,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::convert::Infallible;
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,6 +153,7 @@ async fn main() -> Result<(), BoxError> {
     let config = Arc::new(config);
     let shared = Shared::start(&config).await?;
     let first = Generation::build(config.clone(), &shared)?;
+    first.apply(&shared);
     let current = Arc::new(ArcSwap::from_pointee(first));
     channel_metrics(&shared.metrics, current.clone());
     // Channel down / recovered / circuit opened, for the channels in force.
@@ -179,7 +186,12 @@ async fn main() -> Result<(), BoxError> {
     // Readiness: true while serving, false from the shutdown signal on, so a load
     // balancer stops sending new requests while those in flight finish.
     let ready = Arc::new(AtomicBool::new(true));
-    let app = router(&config, &shared, current.clone(), ready.clone());
+    let (cut, cut_rx) = tokio::sync::watch::channel(false);
+    let drain = Drain {
+        cut: cut_rx,
+        open: Arc::new(tokio::sync::watch::channel(0).0),
+    };
+    let app = router(&shared, current.clone(), ready.clone(), drain.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -208,17 +220,32 @@ async fn main() -> Result<(), BoxError> {
     });
     // Graceful shutdown: stop accepting, let requests in flight finish up to the
     // deadline, then close what is left.
-    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    // The grace of the configuration in force when the signal came (it follows reloads).
+    let grace_current = current.clone();
     let deadline = async move {
         let _ = stopped.wait_for(|s| *s).await;
-        tokio::time::sleep(grace).await;
+        let grace = grace_current.load().config.shutdown_grace_seconds;
+        tokio::time::sleep(Duration::from_secs(grace)).await;
+        grace
     };
+    let serve = serve.into_future();
+    tokio::pin!(serve);
     tokio::select! {
-        served = serve => served?,
-        () = deadline => tracing::warn!(
-            grace_seconds = grace.as_secs(),
-            "shutdown deadline passed: closing the connections still open"
-        ),
+        served = &mut serve => served?,
+        grace = deadline => {
+            tracing::warn!(
+                grace_seconds = grace,
+                "shutdown deadline passed: cutting the answers still open"
+            );
+            // Each open body ends with an error: its connection closes, its outcome
+            // resolves (client gone, usage so far) and metering writes its record.
+            let _ = cut.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut serve).await;
+        }
+    }
+    // Every record must be in the ledger's queue before the last flush.
+    if !drain.settled(Duration::from_secs(5)).await {
+        tracing::warn!("some answers did not resolve within 5 s of the shutdown: their usage records may be missing");
     }
     shared.ledger.flush().await;
     let stats = shared.ledger.stats();
@@ -512,7 +539,7 @@ struct Shared {
     mock: Option<Arc<MockServer>>,
     ledger: DatabaseLedger,
     accounts: Accounts,
-    auth: Option<(KeyAuthenticator, Keys)>,
+    auth: Option<AuthStores>,
     rate_limit_store: Option<RateLimitStore>,
     cache_store: Arc<dyn CacheStore>,
     metrics: Registry,
@@ -668,6 +695,11 @@ struct Generation {
     /// `/admin/channels` reads the one in force).
     router: tollgate::routing::Router,
     llm: LlmService,
+    /// With authentication: this configuration's authenticator (master key, JWTs), the
+    /// records of its `[[auth.keys]]`, and the admin API and dashboard it guards.
+    auth: Option<KeyAuthenticator>,
+    fixed_keys: Vec<tollgate::auth::KeyRecord>,
+    admin: Option<Router>,
 }
 
 type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
@@ -723,8 +755,33 @@ impl Generation {
             .service_fn(move |req: http::Request<tollgate::Body>| {
                 dispatch(routed.clone(), req.map(axum::body::Body::new))
             });
-        let inner = match &shared.auth {
-            Some((authenticator, _)) => LlmService::new(
+        let (auth, fixed_keys) = match &shared.auth {
+            Some(stores) => {
+                let (authenticator, records) = authenticator(&config, stores)?;
+                (Some(authenticator), records)
+            }
+            None => (None, Vec::new()),
+        };
+        let admin = match (&auth, &shared.auth) {
+            (Some(authenticator), Some(stores)) => Some(
+                Admin::new(authenticator.clone(), stores.keys.clone())
+                    .with_usage(shared.ledger.clone())
+                    .with_balances(shared.accounts.clone(), shared.ledger.clone())
+                    .with_config({
+                        let config = config.clone();
+                        move || config.clone()
+                    })
+                    .with_channels({
+                        let router = router.clone();
+                        move || router.clone()
+                    })
+                    .into_router()
+                    .merge(dashboard()),
+            ),
+            _ => None,
+        };
+        let inner = match &auth {
+            Some(authenticator) => LlmService::new(
                 ServiceBuilder::new()
                     .map_response(IntoResponse::into_response)
                     .layer(AuthLayer::new(authenticator.clone()))
@@ -748,7 +805,33 @@ impl Generation {
             config,
             router,
             llm,
+            auth,
+            fixed_keys,
+            admin,
         })
+    }
+}
+
+impl Generation {
+    /// Applies what of this configuration lives in the process-wide state rather than in
+    /// the stack: the file's client keys and the low-balance thresholds. Called when the
+    /// generation goes into force.
+    fn apply(&self, shared: &Shared) {
+        if let Some(stores) = &shared.auth {
+            stores.fixed.replace_all(self.fixed_keys.iter().cloned());
+            // A removed key must stop working now, not when its cache entry expires.
+            stores.keys.clear_cache();
+            if !self.fixed_keys.is_empty() {
+                tracing::info!(
+                    keys = self.fixed_keys.len(),
+                    "client keys from the configuration file"
+                );
+            }
+        }
+        let alerts = &self.config.alerts;
+        shared
+            .accounts
+            .replace_low_balance_thresholds(alerts.balance_low, alerts.balance_low_thresholds());
     }
 }
 
@@ -821,17 +904,19 @@ async fn watch_config(path: PathBuf, current: Arc<ArcSwap<Generation>>, shared: 
                 "file changed"
             }
         };
-        let reloaded = load_config(Some(&path))
-            .and_then(|config| Generation::build(Arc::new(config), &shared));
+        let reloaded = load_config(Some(&path)).and_then(|mut config| {
+            let kept = keep_restart_only(&current.load().config, &mut config, &shared);
+            Ok((Generation::build(Arc::new(config), &shared)?, kept))
+        });
         match reloaded {
-            Ok(generation) => {
-                let old = current.load();
-                for field in restart_only(&old.config, &generation.config) {
+            Ok((generation, kept)) => {
+                for field in kept {
                     tracing::warn!(
                         field,
-                        "configuration reload: this field needs a restart; the running value stays"
+                        "configuration reload: `{field}` changed but is read only at start; the running value stays until a restart"
                     );
                 }
+                generation.apply(&shared);
                 tracing::info!(
                     why,
                     channels = generation.config.channels.len(),
@@ -849,25 +934,41 @@ async fn watch_config(path: PathBuf, current: Arc<ArcSwap<Generation>>, shared: 
     }
 }
 
-/// The fields a reload cannot change (they are read once at start).
-fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut fields = Vec::new();
-    if old.listen != new.listen {
-        fields.push("listen");
+/// Puts back in `new` the running value of each field a reload cannot change (they are
+/// read once at start: the listener, the stores, turning authentication on or off, the
+/// log format, the alert webhook, starting the mock), and returns their names. Every
+/// other field applies: channels, aliases, routing, limits, cache policy, prices,
+/// guardrails, body limit, shutdown grace, metrics on/off, low-balance thresholds, and
+/// with authentication on, the master key, JWT settings and `[[auth.keys]]`.
+fn keep_restart_only(old: &Config, new: &mut Config, shared: &Shared) -> Vec<&'static str> {
+    let mut kept = Vec::new();
+    macro_rules! keep {
+        ($($field:ident).+, $name:literal) => {
+            if old.$($field).+ != new.$($field).+ {
+                new.$($field).+ = old.$($field).+.clone();
+                kept.push($name);
+            }
+        };
     }
-    if old.mock != new.mock {
-        fields.push("mock");
+    keep!(listen, "listen");
+    keep!(stores.sqlite, "stores.sqlite");
+    keep!(stores.database_url, "stores.database_url");
+    keep!(stores.redis_url, "stores.redis_url");
+    keep!(stores.redis_fail, "stores.redis_fail");
+    keep!(observability.log_format, "observability.log_format");
+    keep!(alerts.webhook_url, "alerts.webhook_url");
+    // The mock is started at start only when asked for; once started it can be turned
+    // off and on again.
+    if new.mock && shared.mock.is_none() {
+        new.mock = false;
+        kept.push("mock");
     }
-    if old.stores != new.stores {
-        fields.push("stores");
+    // The key stores are opened at start: a master key may change, not appear or go.
+    if old.auth.master_key.is_some() != new.auth.master_key.is_some() {
+        new.auth.master_key = old.auth.master_key.clone();
+        kept.push("auth.master_key");
     }
-    if old.auth != new.auth {
-        fields.push("auth");
-    }
-    if old.observability != new.observability {
-        fields.push("observability");
-    }
-    fields
+    kept
 }
 
 /// The routing table of a configuration: its `[[channels]]`, `[models]` aliases and
@@ -1013,42 +1114,36 @@ async fn budget_spend(
     Ok(out)
 }
 
+/// The key stores behind authentication, opened once at start: the database's (SQLite
+/// or PostgreSQL, where the admin API creates keys) behind the configuration file's
+/// `[[auth.keys]]` (in memory, replaced on reload).
+#[derive(Clone)]
+struct AuthStores {
+    keys: Keys,
+    /// The file's keys (only their hashes); `keys` reads them through `FixedKeys`.
+    fixed: MemoryKeyStore,
+}
+
 /// Authentication: on when a master key is configured (`auth.master_key` or
-/// `TOLLGATE_MASTER_KEY`), with the keys in SQLite or PostgreSQL.
-async fn authentication(config: &Config) -> Result<Option<(KeyAuthenticator, Keys)>, BoxError> {
+/// `TOLLGATE_MASTER_KEY`), with the keys in SQLite or PostgreSQL. Turning it on or off
+/// needs a restart (the stores are opened here); the master key, JWT settings and the
+/// file's keys follow each reload (see [`authenticator`]).
+async fn authentication(config: &Config) -> Result<Option<AuthStores>, BoxError> {
     let auth = &config.auth;
-    let Some(master) = &auth.master_key else {
+    if auth.master_key.is_none() {
         if auth.jwt_hs256_secret.is_some() || auth.jwks_file.is_some() {
             // Asked for authentication: refuse to serve openly.
             return Err("JWTs (TOLLGATE_JWT_HS256_SECRET / TOLLGATE_JWKS_FILE, auth.jwt_hs256_secret / auth.jwks_file) need a master key".into());
         }
         tracing::warn!("no master key: the gateway is open to anyone who can reach it");
         return Ok(None);
-    };
-    let master = master.expose();
-    if master.len() < 16 || !master.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(
-            "the master key (TOLLGATE_MASTER_KEY or auth.master_key) must be at least 16 visible ASCII characters (no spaces)"
-                .into(),
-        );
     }
-    // Keys of the configuration file (`[[auth.keys]]`, only their hashes in memory)
-    // come first; the admin API creates the others in the database.
-    let mut fixed = MemoryKeyStore::new();
-    for key in &auth.keys {
-        fixed = fixed.with_record(key.to_record()?);
-    }
-    if !auth.keys.is_empty() {
-        tracing::info!(
-            keys = auth.keys.len(),
-            "client keys from the configuration file"
-        );
-    }
+    let fixed = MemoryKeyStore::new();
     let keys = match config.stores.database_url.as_ref().map(Secret::expose) {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = PostgresKeyStore::connect(url).await?;
             tracing::info!("authentication on: keys in PostgreSQL");
-            Keys::new(FixedKeys::new(fixed, store))
+            Keys::new(FixedKeys::new(fixed.clone(), store))
         }
         Some(_) => {
             return Err(
@@ -1060,16 +1155,42 @@ async fn authentication(config: &Config) -> Result<Option<(KeyAuthenticator, Key
             let path = &config.stores.sqlite;
             let store = SqliteKeyStore::open(path).await?;
             tracing::info!(db = %path.display(), "authentication on: keys in SQLite");
-            Keys::new(FixedKeys::new(fixed, store))
+            Keys::new(FixedKeys::new(fixed.clone(), store))
         }
     };
+    tracing::info!("admin API mounted at /admin (the master key or an admin-role key)");
+    Ok(Some(AuthStores { keys, fixed }))
+}
+
+/// The authenticator of one configuration (master key, JWTs, over the shared key
+/// stores), and the records of its `[[auth.keys]]` (only their hashes), applied to the
+/// stores when the configuration goes into force.
+fn authenticator(
+    config: &Config,
+    stores: &AuthStores,
+) -> Result<(KeyAuthenticator, Vec<tollgate::auth::KeyRecord>), BoxError> {
+    let auth = &config.auth;
+    let master =
+        auth.master_key.as_ref().map(Secret::expose).ok_or(
+            "auth.master_key: authentication is on; removing the master key needs a restart",
+        )?;
+    if master.len() < 16 || !master.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "the master key (TOLLGATE_MASTER_KEY or auth.master_key) must be at least 16 visible ASCII characters (no spaces)"
+                .into(),
+        );
+    }
+    let records = auth
+        .keys
+        .iter()
+        .map(|key| key.to_record())
+        .collect::<Result<Vec<_>, _>>()?;
     let mut authenticator =
-        KeyAuthenticator::new(keys.clone()).master_key(&KeySecret::from_plaintext(master));
+        KeyAuthenticator::new(stores.keys.clone()).master_key(&KeySecret::from_plaintext(master));
     if let Some(jwt) = jwt_validator(config)? {
         authenticator = authenticator.with_jwt(jwt);
     }
-    tracing::info!("admin API mounted at /admin (the master key or an admin-role key)");
-    Ok(Some((authenticator, keys)))
+    Ok((authenticator, records))
 }
 
 /// JWTs: an HS256 secret and/or a JWKS file; none when neither is configured.
@@ -1098,64 +1219,72 @@ fn jwt_validator(config: &Config) -> Result<Option<JwtValidator>, BoxError> {
 }
 
 fn router(
-    config: &Config,
     shared: &Shared,
     current: Arc<ArcSwap<Generation>>,
     ready: Arc<AtomicBool>,
+    drain: Drain,
 ) -> Router {
     let llm = Reloading {
         current: current.clone(),
     };
     let models_current = current.clone();
-    let list_models = get(move || {
-        let config = models_current.load().config.clone();
-        async move { models(&config) }
+    let list_models = get(move |headers: http::HeaderMap| {
+        let generation = models_current.load_full();
+        async move {
+            // With authentication, only a client with a key may list the models.
+            if let Some(auth) = &generation.auth {
+                if let Err(rejection) = auth.authenticate_headers(&headers).await {
+                    return axum_response(rejection.to_response(Dialect::OpenAi));
+                }
+            }
+            models(&generation.config).into_response()
+        }
     });
-    let (models_route, admin) = match &shared.auth {
-        Some((authenticator, keys)) => (
-            list_models.route_layer(middleware::from_fn_with_state(
-                authenticator.clone(),
-                require_key,
-            )),
-            Some(
-                Admin::new(authenticator.clone(), keys.clone())
-                    .with_usage(shared.ledger.clone())
-                    .with_balances(shared.accounts.clone(), shared.ledger.clone())
-                    .with_config({
-                        let current = current.clone();
-                        move || current.load().config.clone()
-                    })
-                    .with_channels(move || current.load().router.clone())
-                    .into_router()
-                    .merge(dashboard()),
-            ),
-        ),
-        None => (list_models, None),
-    };
+    // The admin API and dashboard of the configuration in force (its master key, JWT
+    // settings and file keys), reached through the fallback: a route pattern here would
+    // add its path parameter to the ones the admin routes extract.
+    let admin_current = current.clone();
+    let fallback = tower::service_fn(move |req: Request| {
+        let admin = req
+            .uri()
+            .path()
+            .starts_with("/admin")
+            .then(|| admin_current.load().admin.clone())
+            .flatten();
+        async move {
+            match admin {
+                Some(admin) => admin.oneshot(req).await,
+                None => Ok(not_found(req).await),
+            }
+        }
+    });
     let x_request_id = HeaderName::from_static("x-request-id");
     let mut app = Router::new()
         .route_service("/v1/chat/completions", post_only(llm.clone()))
         .route_service("/v1/messages", post_only(llm.clone()))
         .route_service("/v1/embeddings", post_only(llm))
-        .route("/v1/models", models_route);
-    if let Some(admin) = admin {
-        app = app.merge(admin);
-    }
-    if config.observability.metrics {
-        let registry = shared.metrics.clone();
-        app = app.route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    (
-                        [(http::header::CONTENT_TYPE, registry.content_type())],
-                        registry.render(),
-                    )
+        .route("/v1/models", list_models);
+    // Always routed, answered while the configuration in force says so (a reload turns
+    // it on and off).
+    let registry = shared.metrics.clone();
+    let metrics_current = current;
+    app = app.route(
+        "/metrics",
+        get(move |req: Request| {
+            let registry = registry.clone();
+            let on = metrics_current.load().config.observability.metrics;
+            async move {
+                if !on {
+                    return not_found(req).await;
                 }
-            }),
-        );
-    }
+                (
+                    [(http::header::CONTENT_TYPE, registry.content_type())],
+                    registry.render(),
+                )
+                    .into_response()
+            }
+        }),
+    );
     app.route(
         "/health",
         get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -1174,7 +1303,7 @@ fn router(
             }
         }),
     )
-    .fallback(not_found)
+    .fallback_service(fallback)
     .layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(
@@ -1208,7 +1337,7 @@ fn router(
                     .on_failure(()),
             )
             .layer(middleware::from_fn(client_addr))
-            .layer(middleware::from_fn(access_log)),
+            .layer(middleware::from_fn_with_state(drain, access_log)),
     )
 }
 
@@ -1227,22 +1356,6 @@ where
             .with_status(http::StatusCode::METHOD_NOT_ALLOWED);
         axum_response(err.to_response(Dialect::from_path(req.uri().path())))
     })
-}
-
-/// Refuses a request without a valid key (for routes outside the LLM stack).
-async fn require_key(
-    axum::extract::State(auth): axum::extract::State<KeyAuthenticator>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match auth.authenticate_headers(req.headers()).await {
-        Ok(principal) => {
-            let mut req = req;
-            req.extensions_mut().insert(principal);
-            next.run(req).await
-        }
-        Err(rejection) => axum_response(rejection.to_response(Dialect::OpenAi)),
-    }
 }
 
 /// The model a response was for, for the access log (which must not parse bodies
@@ -1304,7 +1417,11 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
 /// how the answer ended). It does not parse the body (an unauthenticated request's body
 /// is never read): the model comes from the response's `LoggedModel`. It logs no
 /// header, so no credential.
-async fn access_log(req: Request, next: Next) -> Response {
+async fn access_log(
+    axum::extract::State(drain): axum::extract::State<Drain>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -1313,7 +1430,11 @@ async fn access_log(req: Request, next: Next) -> Response {
     let model = res.extensions().get::<LoggedModel>().map(|m| m.0.clone());
     let res = observe(res, ObserveOptions::new(started).endpoint(endpoint));
     if let Some(outcome) = res.extensions().get::<Outcome>() {
+        // Registered after metering's callback, so it runs after the usage record went
+        // to the ledger: shutdown waits for it before the last flush.
+        let open = drain.open();
         outcome.on_resolve(move |report| {
+            drop(open);
             let usage = report.usage.unwrap_or_default();
             tracing::info!(
                 %method,
@@ -1329,7 +1450,100 @@ async fn access_log(req: Request, next: Next) -> Response {
             );
         });
     }
-    axum_response(res)
+    let res = axum_response(res);
+    res.map(|body| axum::body::Body::new(CutOff::new(body, drain.cut.clone())))
+}
+
+/// Answers still open at shutdown: counted while their outcome is unresolved, and cut
+/// when the shutdown deadline passes.
+#[derive(Clone)]
+struct Drain {
+    /// `true` once the deadline passed: every open body ends with an error.
+    cut: tokio::sync::watch::Receiver<bool>,
+    /// Bumped by each answer until its outcome resolves (its usage record written).
+    open: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// One open answer; dropping it (when its outcome resolves) counts it out.
+struct Open(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Drain {
+    fn open(&self) -> Open {
+        self.open.send_modify(|n| *n += 1);
+        Open(self.open.clone())
+    }
+
+    /// Waits (up to `limit`) until every answer's outcome resolved.
+    async fn settled(&self, limit: Duration) -> bool {
+        let mut open = self.open.subscribe();
+        let settled = tokio::time::timeout(limit, open.wait_for(|n| *n == 0)).await;
+        settled.is_ok()
+    }
+}
+
+/// An answer body that ends with an error once the shutdown deadline passed, so its
+/// connection closes and the layers inside see it dropped (the outcome resolves as the
+/// client gone, with the usage streamed so far, and metering writes its record).
+#[pin_project::pin_project]
+struct CutOff {
+    #[pin]
+    inner: axum::body::Body,
+    cut: tokio::sync::watch::Receiver<bool>,
+    /// Made on the first `Pending` only: whole answers never allocate it.
+    waiting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl CutOff {
+    fn new(inner: axum::body::Body, cut: tokio::sync::watch::Receiver<bool>) -> Self {
+        CutOff {
+            inner,
+            cut,
+            waiting: None,
+        }
+    }
+}
+
+impl http_body::Body for CutOff {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let this = self.project();
+        let cut_off = || Poll::Ready(Some(Err(axum::Error::new("cut at the shutdown deadline"))));
+        if *this.cut.borrow() {
+            return cut_off();
+        }
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let waiting = this.waiting.get_or_insert_with(|| {
+            let mut cut = this.cut.clone();
+            Box::pin(async move {
+                let _ = cut.wait_for(|c| *c).await;
+            })
+        });
+        match waiting.as_mut().poll(cx) {
+            Poll::Ready(()) => cut_off(),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn models(config: &Config) -> Json<serde_json::Value> {

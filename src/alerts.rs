@@ -10,7 +10,7 @@
 //! The body is `{"source": "tollgate", "at": <Unix seconds>, "alert": {"kind": ..., ...}}`
 //! where `kind` is `budget_threshold`, `budget_exhausted`, `balance_low`,
 //! `channel_down`, `channel_recovered` or `circuit_opened`. Money is a decimal string in
-//! USD. Metering's budget events are forwarded with
+//! USD. Metering's budget and low-balance events are forwarded with
 //! [`forward_budget_events`](WebhookNotifier::forward_budget_events), and channel
 //! transitions (down, circuit opened, recovered) by `watch_channels` (feature
 //! `routing`).
@@ -106,7 +106,7 @@ fn account_name(account: &Account) -> String {
 }
 
 impl Alert {
-    /// The alert for a metering budget event, if it is one this module knows.
+    /// The alert for a metering budget or balance event, if it is one this module knows.
     pub fn from_budget_event(event: &BudgetEvent) -> Option<Alert> {
         match event {
             BudgetEvent::SoftThreshold {
@@ -126,6 +126,15 @@ impl Alert {
                 account: account_name(account),
                 spent: *spent,
                 limit: *limit,
+            }),
+            BudgetEvent::BalanceLow {
+                account,
+                balance,
+                threshold,
+            } => Some(Alert::BalanceLow {
+                account: account_name(account),
+                balance: *balance,
+                threshold: *threshold,
             }),
             #[allow(unreachable_patterns)]
             _ => None,
@@ -280,8 +289,10 @@ impl WebhookNotifier {
         }
     }
 
-    /// Forwards every budget event of `accounts` (soft threshold crossed, budget
-    /// exhausted) as an alert, from a task that ends with the accounts.
+    /// Forwards every budget and balance event of `accounts` (soft threshold crossed,
+    /// budget exhausted, balance low) as an alert, from a task that ends with the
+    /// accounts. Low-balance events need a threshold: see
+    /// [`Accounts::set_low_balance_threshold`](crate::metering::Accounts::set_low_balance_threshold).
     pub fn forward_budget_events(&self, accounts: &crate::metering::Accounts) {
         let mut events = accounts.subscribe();
         let notifier = self.clone();

@@ -17,6 +17,8 @@
 //! | `GET /admin/requests` | individual usage records, newest first (`?key_id=&team=&model=&from=&to=&limit=50&before=`; `next` in the answer is the `before` of the next page); no message content is stored |
 //! | `POST /admin/balances/{key_id or team}` | `{"amount": "12.50"}` credits a prepaid balance (negative debits; 0 opens an empty one), with [`Admin::with_balances`] |
 //! | `GET /admin/balances/{key_id or team}` | the balance, or 404 for a postpaid account |
+//! | `GET /admin/budgets` | every budget (`?key_id=` or `?team=` for one account): `scope` (`key` or `team`), `key_id` or `team`, `limit`, `period`, `spent` and `remaining` in the current period, `period_start` and `resets_at` (Unix seconds; null for a `total` budget), `exhausted`; with [`Admin::with_balances`] |
+//! | `GET /admin/budgets/{key_id or team}` | that account's budget, or 404 |
 //! | `GET /admin/channels`, `GET /admin/channels/{id}` | channels with health (`healthy`, `degraded`, `down`), circuit (`closed`, `open`, `half_open`), latency, success rate and per-key counters (never a key), with [`Admin::with_channels`] (feature `routing`) |
 //! | `POST /admin/channels/{id}/disable`, `/enable` | takes a channel out of routing and back, at once |
 //! | `GET /admin/config` | the running configuration as JSON, every secret `<redacted>` (admin role only), with `Admin::with_config` (feature `config`) |
@@ -47,6 +49,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
+mod budgets;
 #[cfg(feature = "routing")]
 mod channels;
 #[cfg(feature = "config")]
@@ -165,7 +169,7 @@ impl Admin {
         #[cfg(feature = "routing")]
         let routes = routes.merge(channels::routes());
         #[cfg(all(feature = "metering", any(feature = "sqlite", feature = "postgres")))]
-        let routes = routes.merge(usage::routes());
+        let routes = routes.merge(usage::routes()).merge(budgets::routes());
         #[cfg(feature = "config")]
         let routes = routes.merge(config::routes());
         routes.with_state(self)

@@ -226,6 +226,14 @@ impl Keys {
         self.inner.store_lookups.load(Ordering::Relaxed)
     }
 
+    /// Forgets every cached lookup, known and unknown keys alike: the next request of
+    /// each key reads the store again. For when the store changed behind the admin
+    /// API's back (the configuration file's keys were reloaded).
+    pub fn clear_cache(&self) {
+        self.inner.known.invalidate_all();
+        self.inner.unknown.invalidate_all();
+    }
+
     /// The principal of a presented key, or the rejection to answer: 401 for an
     /// unknown, disabled, revoked or expired key, 503 when the store cannot answer.
     pub async fn verify(&self, secret: &str) -> Result<Principal, Rejection> {

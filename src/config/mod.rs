@@ -43,6 +43,16 @@
 //! assert_eq!(err.path(), "channels[0].id");
 //! ```
 //!
+//! **Reload.** The example gateway reloads its file when it changes and on SIGHUP: a
+//! valid new file is swapped in atomically, an invalid one is refused. The fields read
+//! once at start keep their running value until a restart, and the reload logs a
+//! warning naming each one that changed: `listen`, `stores.*` (`sqlite`,
+//! `database_url`, `redis_url`, `redis_fail`), `observability.log_format`,
+//! `alerts.webhook_url`, `mock` (turning it on) and `auth.master_key` (turning
+//! authentication on or off). Everything else applies, including a new master key, the
+//! JWT settings, `[[auth.keys]]` (a removed key is refused from the next request),
+//! `observability.metrics` and the low-balance thresholds.
+//!
 //! `examples/gateway.toml` documents every field.
 
 mod channels;
@@ -284,6 +294,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         channels::validate(self)?;
         keys::validate(self)?;
+        self.alerts.validate()?;
         for (name, limits) in &self.limits.models {
             if name.trim().is_empty() {
                 return Err(ConfigError::new(
@@ -715,4 +726,52 @@ pub struct AlertsConfig {
     /// Where alerts are posted as JSON (a secret: webhook URLs often carry a token).
     /// Unset: no alerts.
     pub webhook_url: Option<Secret>,
+    /// Alert once when a prepaid balance falls below this (USD, a decimal string) and
+    /// again only after a credit lifted it back up; for every prepaid account without a
+    /// threshold of its own. Unset: only the accounts of `balance_low_accounts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_low: Option<Money>,
+    /// Low-balance thresholds per account: `"key:<key id>"` or `"team:<team>"` to USD.
+    pub balance_low_accounts: BTreeMap<String, Money>,
+}
+
+impl AlertsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, threshold) in &self.balance_low_accounts {
+            let path = format!("alerts.balance_low_accounts.\"{name}\"");
+            let (kind, id) = name.split_once(':').unwrap_or(("", ""));
+            if !matches!(kind, "key" | "team") || id.trim().is_empty() {
+                return Err(ConfigError::new(
+                    path,
+                    "expected `key:<key id>` or `team:<team>`",
+                ));
+            }
+            if *threshold < Money::ZERO {
+                return Err(ConfigError::new(path, "expected a non-negative amount"));
+            }
+        }
+        if self.balance_low.is_some_and(|t| t < Money::ZERO) {
+            return Err(ConfigError::new(
+                "alerts.balance_low",
+                "expected a non-negative amount",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The per-account low-balance thresholds, as metering accounts.
+    pub fn balance_low_thresholds(&self) -> Vec<(crate::metering::Account, Money)> {
+        use crate::metering::Account;
+        self.balance_low_accounts
+            .iter()
+            .filter_map(|(name, threshold)| {
+                let account = match name.split_once(':')? {
+                    ("key", id) => Account::Key(id.to_owned()),
+                    ("team", team) => Account::Team(team.to_owned()),
+                    _ => return None,
+                };
+                Some((account, *threshold))
+            })
+            .collect()
+    }
 }

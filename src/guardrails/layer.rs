@@ -227,9 +227,12 @@ fn request_texts(endpoint: Endpoint, json: &mut Value, f: &mut dyn FnMut(&mut St
         Endpoint::ChatCompletions => {
             if let Some(messages) = json.get_mut("messages").and_then(Value::as_array_mut) {
                 for message in messages {
+                    // Tool results (`role: tool`) are text contents too.
                     if let Some(content) = message.get_mut("content") {
                         text_or_blocks(content, f);
                     }
+                    // Earlier assistant turns' tool calls go back to the provider.
+                    tool_calls(message, f);
                 }
             }
         }
@@ -259,20 +262,69 @@ fn request_texts(endpoint: Endpoint, json: &mut Value, f: &mut dyn FnMut(&mut St
     }
 }
 
-/// A string, or an array of `{"type": "text", "text": ...}` blocks.
+/// A string, or an array of blocks: `{"type": "text", "text": ...}`, Anthropic
+/// `tool_use` (every string inside its `input`) and `tool_result` (its content, a
+/// string or text blocks).
 fn text_or_blocks(value: &mut Value, f: &mut dyn FnMut(&mut String)) {
     match value {
         Value::String(text) => f(text),
         Value::Array(blocks) => {
             for block in blocks {
-                if block.get("type").and_then(Value::as_str) == Some("text") {
-                    if let Some(Value::String(text)) = block.get_mut("text") {
-                        f(text);
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        if let Some(Value::String(text)) = block.get_mut("text") {
+                            f(text);
+                        }
                     }
+                    Some("tool_use") => {
+                        if let Some(input) = block.get_mut("input") {
+                            json_strings(input, f);
+                        }
+                    }
+                    Some("tool_result") => {
+                        if let Some(content) = block.get_mut("content") {
+                            text_or_blocks(content, f);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
         _ => {}
+    }
+}
+
+/// Every string value inside a JSON value (object keys are names, not content).
+fn json_strings(value: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    match value {
+        Value::String(text) => f(text),
+        Value::Array(items) => items.iter_mut().for_each(|v| json_strings(v, f)),
+        Value::Object(map) => map.values_mut().for_each(|v| json_strings(v, f)),
+        _ => {}
+    }
+}
+
+/// The arguments of an OpenAI message's `tool_calls`: JSON text, whose string values
+/// are checked one by one and written back as valid JSON (arguments that are not JSON
+/// are checked as plain text).
+fn tool_calls(message: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for call in calls {
+        let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") else {
+            continue;
+        };
+        match serde_json::from_str::<Value>(arguments) {
+            Ok(mut parsed) => {
+                let before = parsed.clone();
+                json_strings(&mut parsed, f);
+                if parsed != before {
+                    *arguments = parsed.to_string();
+                }
+            }
+            Err(_) => f(arguments),
+        }
     }
 }
 
@@ -289,6 +341,9 @@ fn response_texts(dialect: Dialect, json: &mut Value, f: &mut dyn FnMut(&mut Str
                 for choice in choices {
                     if let Some(content) = choice.pointer_mut("/message/content") {
                         text_or_blocks(content, f);
+                    }
+                    if let Some(message) = choice.get_mut("message") {
+                        tool_calls(message, f);
                     }
                 }
             }

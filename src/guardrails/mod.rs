@@ -2,24 +2,34 @@
 //! blocks or redacts what it finds. [`PiiRedactor`] is the shipped check (emails, phone
 //! numbers, payment card numbers).
 //!
-//! - **Prompts** (OpenAI chat `messages[].content`, Anthropic `system` and
-//!   `messages[].content` text blocks, embedding `input`s) are checked before the inner
-//!   service sees them. A `Block` answers 400 `content_policy_violation` in the client's
+//! - **Prompts** (OpenAI chat `messages[].content`, tool results included, and earlier
+//!   assistant turns' `tool_calls[].function.arguments`; Anthropic `system` and
+//!   `messages[].content` text, `tool_use` input and `tool_result` blocks; embedding
+//!   `input`s) are checked before the inner service sees them. A `Block` answers 400 `content_policy_violation` in the client's
 //!   dialect and the request goes no further; `Replace` rewrites the body (and the
 //!   parsed [`LlmRequest`](crate::request::LlmRequest)), so the cache key, the provider
 //!   and the ledger only ever see the redacted text.
-//! - **JSON answers** (OpenAI `choices[].message.content`, Anthropic `content[]` text)
-//!   are checked whole: a `Block` becomes the same 400, a `Replace` rewrites the body.
+//! - **JSON answers** (OpenAI `choices[].message.content` and `tool_calls[].function.arguments`,
+//!   Anthropic `content[]` text and `tool_use` input) are checked whole: a `Block`
+//!   becomes the same 400, a `Replace` rewrites the body.
+//! - **Tool-call arguments** are JSON: each string value inside them is checked on its
+//!   own, and the arguments are written back as valid JSON (arguments that are not JSON
+//!   are checked as text).
 //! - **Streams** are checked over a sliding window: the last
 //!   [`window`](ContentCheck::window) characters of the text are held back until more
 //!   arrives, so an email split across two events is still caught, and the rest goes out
 //!   redacted as it streams; the tail is sent when the message ends. A `Block` ends the
 //!   stream with an error event in the client's dialect (`data: {"error": ...}` for
-//!   OpenAI, `event: error` for Anthropic). Nothing else in the stream changes (usage,
-//!   tool calls, other events).
+//!   OpenAI, `event: error` for Anthropic). Streamed tool-call arguments (OpenAI
+//!   `tool_calls[].function.arguments` deltas, Anthropic `input_json_delta`) get a window
+//!   of their own per tool call, checked over their JSON text as it streams; a
+//!   replacement is kept clear of escape sequences, so a match inside a JSON string
+//!   leaves the arguments valid JSON. Nothing else in the stream changes (usage, other
+//!   events).
 //!
-//! Not checked (yet): tool-call arguments and tool results, image inputs, and the text
-//! of Gemini-dialect clients (the gateway's clients speak OpenAI or Anthropic).
+//! Not checked (yet): image inputs, text hidden behind `\u` escapes in streamed
+//! arguments, and the text of Gemini-dialect clients (the gateway's clients speak
+//! OpenAI or Anthropic).
 //!
 //! Place it after authentication and rate limiting, so refused clients cost nothing,
 //! and in front of the cache, so every prompt is checked and every answer, cache hits

@@ -32,6 +32,9 @@ struct State {
     dialect: Dialect,
     decoder: Decoder,
     carry: String,
+    /// One window per tool call being streamed (OpenAI `tool_calls[].index`, Anthropic
+    /// content block index): its arguments are JSON text, checked like the answer.
+    args: Vec<(u64, String)>,
     /// The last OpenAI chunk's `id`, `created` and `model`, for the chunk that flushes.
     template: Option<Value>,
     cut: bool,
@@ -46,6 +49,7 @@ impl<B> GuardedBody<B> {
                 dialect,
                 decoder: Decoder::new(),
                 carry: String::new(),
+                args: Vec::new(),
                 template: None,
                 cut: false,
             },
@@ -54,37 +58,132 @@ impl<B> GuardedBody<B> {
     }
 }
 
-impl State {
-    /// Appends `text` to the window and returns the text that may go out now (all of
-    /// it with `flush`), or the reason to block.
-    fn pass(&mut self, text: &str, flush: bool) -> Result<String, String> {
-        self.carry.push_str(text);
-        let findings = self.check.scan(&self.carry, Side::Response);
-        if let Some(reason) = blocked(&findings) {
-            return Err(reason.to_owned());
-        }
-        let window = self.check.window();
-        let mut cut = if flush || window == 0 {
-            self.carry.len()
-        } else {
-            self.carry
-                .char_indices()
-                .rev()
-                .nth(window - 1)
-                .map_or(0, |(i, _)| i)
-        };
-        if let Some(straddling) = findings
+/// Appends `text` to the window `carry` and returns the text that may go out now (all
+/// of it with `flush`), or the reason to block. `json` says the window holds JSON text
+/// (tool-call arguments): replacements are then kept clear of escape sequences, so a
+/// match inside a JSON string leaves a valid string.
+fn pass(
+    check: &dyn ContentCheck,
+    carry: &mut String,
+    text: &str,
+    flush: bool,
+    json: bool,
+) -> Result<String, String> {
+    carry.push_str(text);
+    let mut findings = check.scan(carry, Side::Response);
+    if let Some(reason) = blocked(&findings) {
+        return Err(reason.to_owned());
+    }
+    if json {
+        json_safe(carry, &mut findings);
+    }
+    let window = check.window();
+    let mut cut = if flush || window == 0 {
+        carry.len()
+    } else {
+        carry
+            .char_indices()
+            .rev()
+            .nth(window - 1)
+            .map_or(0, |(i, _)| i)
+    };
+    if let Some(straddling) = findings
+        .iter()
+        .find(|f| f.range.start < cut && f.range.end > cut)
+    {
+        cut = straddling.range.start;
+    }
+    let settled: Vec<Finding> = findings
+        .into_iter()
+        .filter(|f| f.range.end <= cut)
+        .collect();
+    let out = apply(&carry[..cut], &settled);
+    carry.drain(..cut);
+    Ok(out)
+}
+
+/// Keeps each match in JSON text clear of escape sequences: one that starts right
+/// after the `\` of an escape takes the `\` along (else `\[EMAIL]` would be left), and
+/// one that ends on a lone `\` leaves it out (else the next character would lose its
+/// escape).
+pub(super) fn json_safe(text: &str, findings: &mut [Finding]) {
+    let escapes = |end: usize| {
+        text.as_bytes()[..end]
             .iter()
-            .find(|f| f.range.start < cut && f.range.end > cut)
-        {
-            cut = straddling.range.start;
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count()
+            % 2
+            == 1
+    };
+    for finding in findings {
+        if finding.range.start > 0 && escapes(finding.range.start) {
+            finding.range.start -= 1;
         }
-        let settled: Vec<Finding> = findings
+        if finding.range.end > finding.range.start && escapes(finding.range.end) {
+            finding.range.end -= 1;
+        }
+    }
+}
+
+impl State {
+    /// [`pass`] over the answer's text.
+    fn pass(&mut self, text: &str, flush: bool) -> Result<String, String> {
+        pass(&*self.check, &mut self.carry, text, flush, false)
+    }
+
+    /// [`pass`] over the arguments of tool call `index`.
+    fn pass_args(&mut self, index: u64, text: &str, flush: bool) -> Result<String, String> {
+        let at = match self.args.iter().position(|(i, _)| *i == index) {
+            Some(at) => at,
+            None => {
+                self.args.push((index, String::new()));
+                self.args.len() - 1
+            }
+        };
+        pass(&*self.check, &mut self.args[at].1, text, flush, true)
+    }
+
+    /// What every tool call's window still holds, checked: `(index, text)`.
+    fn flush_args(&mut self) -> Result<Vec<(u64, String)>, String> {
+        let mut out = Vec::new();
+        for (index, mut carry) in std::mem::take(&mut self.args) {
+            if !carry.is_empty() {
+                out.push((index, pass(&*self.check, &mut carry, "", true, true)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// OpenAI chunks carrying the rest of each tool call's arguments.
+    fn openai_args_flush(&mut self) -> Result<BytesMut, String> {
+        let mut out = BytesMut::new();
+        for (index, rest) in self.flush_args()? {
+            let mut chunk = self.template.clone().unwrap_or_else(|| json!({}));
+            chunk["object"] = json!("chat.completion.chunk");
+            chunk["choices"] = json!([{"index": 0, "delta": {"tool_calls": [
+                {"index": index, "function": {"arguments": rest}}]}, "finish_reason": null}]);
+            out.extend_from_slice(&encode_json(None, &chunk));
+        }
+        Ok(out)
+    }
+
+    /// Anthropic `input_json_delta` events carrying the rest of each tool call's input.
+    fn anthropic_args_flush(&mut self, only: Option<u64>) -> Result<BytesMut, String> {
+        let mut out = BytesMut::new();
+        let (flushed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.args)
             .into_iter()
-            .filter(|f| f.range.end <= cut)
-            .collect();
-        let out = apply(&self.carry[..cut], &settled);
-        self.carry.drain(..cut);
+            .partition(|(i, _)| only.is_none_or(|o| o == *i));
+        self.args = kept;
+        for (index, mut carry) in flushed {
+            if carry.is_empty() {
+                continue;
+            }
+            let rest = pass(&*self.check, &mut carry, "", true, true)?;
+            let flush = json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": rest}});
+            out.extend_from_slice(&encode_json(Some("content_block_delta"), &flush));
+        }
         Ok(out)
     }
 
@@ -118,15 +217,18 @@ impl State {
             return Ok(None);
         };
         if data.trim() == "[DONE]" {
-            if self.carry.is_empty() {
+            let mut out = self.openai_args_flush()?;
+            if !self.carry.is_empty() {
+                let rest = self.pass("", true)?;
+                let mut chunk = self.template.clone().unwrap_or_else(|| json!({}));
+                chunk["object"] = json!("chat.completion.chunk");
+                chunk["choices"] =
+                    json!([{"index": 0, "delta": {"content": rest}, "finish_reason": null}]);
+                out.extend_from_slice(&encode_json(None, &chunk));
+            }
+            if out.is_empty() {
                 return Ok(None);
             }
-            let rest = self.pass("", true)?;
-            let mut chunk = self.template.clone().unwrap_or_else(|| json!({}));
-            chunk["object"] = json!("chat.completion.chunk");
-            chunk["choices"] =
-                json!([{"index": 0, "delta": {"content": rest}, "finish_reason": null}]);
-            let mut out = BytesMut::from(&encode_json(None, &chunk)[..]);
             out.extend_from_slice(event.raw());
             return Ok(Some(out.freeze()));
         }
@@ -152,9 +254,12 @@ impl State {
         let finished = chunk
             .pointer("/choices/0/finish_reason")
             .is_some_and(|r| !r.is_null());
+        let calls = chunk
+            .pointer("/choices/0/delta/tool_calls")
+            .is_some_and(Value::is_array);
         // Nothing to check, and nothing held back to flush with the finish reason.
-        let flushes = finished && !self.carry.is_empty();
-        if content.is_none() && !flushes {
+        let flushes = finished && (!self.carry.is_empty() || !self.args.is_empty());
+        if content.is_none() && !calls && !flushes {
             return Ok(None);
         }
         self.template = Some(json!({
@@ -162,9 +267,33 @@ impl State {
             "created": chunk.get("created").cloned().unwrap_or(Value::Null),
             "model": chunk.get("model").cloned().unwrap_or(Value::Null),
         }));
-        let text = self.pass(content.as_deref().unwrap_or(""), finished)?;
-        chunk["choices"][0]["delta"]["content"] = json!(text);
-        Ok(Some(encode_json(None, &chunk)))
+        if let Some(calls) = chunk
+            .pointer_mut("/choices/0/delta/tool_calls")
+            .and_then(Value::as_array_mut)
+        {
+            for (position, call) in calls.iter_mut().enumerate() {
+                let index = call
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(position as u64);
+                if let Some(Value::String(fragment)) = call.pointer_mut("/function/arguments") {
+                    let fragment_in = std::mem::take(fragment);
+                    *fragment = self.pass_args(index, &fragment_in, false)?;
+                }
+            }
+        }
+        // The rest of the arguments goes out before the chunk that finishes.
+        let mut out = if finished {
+            self.openai_args_flush()?
+        } else {
+            BytesMut::new()
+        };
+        if content.is_some() || (finished && !self.carry.is_empty()) {
+            let text = self.pass(content.as_deref().unwrap_or(""), finished)?;
+            chunk["choices"][0]["delta"]["content"] = json!(text);
+        }
+        out.extend_from_slice(&encode_json(None, &chunk));
+        Ok(Some(out.freeze()))
     }
 
     fn anthropic(&mut self, event: &Event) -> Result<Option<Bytes>, String> {
@@ -177,27 +306,45 @@ impl State {
                 let Ok(mut delta) = serde_json::from_str::<Value>(data) else {
                     return Ok(None);
                 };
-                if delta.pointer("/delta/type").and_then(Value::as_str) != Some("text_delta") {
-                    return Ok(None);
+                match delta.pointer("/delta/type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let text = delta
+                            .pointer("/delta/text")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned();
+                        let out = self.pass(&text, false)?;
+                        delta["delta"]["text"] = json!(out);
+                    }
+                    Some("input_json_delta") => {
+                        let index = delta.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let partial = delta
+                            .pointer("/delta/partial_json")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned();
+                        let out = self.pass_args(index, &partial, false)?;
+                        delta["delta"]["partial_json"] = json!(out);
+                    }
+                    _ => return Ok(None),
                 }
-                let text = delta
-                    .pointer("/delta/text")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                let out = self.pass(&text, false)?;
-                delta["delta"]["text"] = json!(out);
                 Ok(Some(encode_json(name, &delta)))
             }
-            Some("content_block_stop") if !self.carry.is_empty() => {
+            Some("content_block_stop") => {
                 let index = serde_json::from_str::<Value>(data)
                     .ok()
-                    .and_then(|v| v.get("index").cloned())
-                    .unwrap_or(json!(0));
-                let rest = self.pass("", true)?;
-                let flush = json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "text_delta", "text": rest}});
-                let mut out = BytesMut::from(&encode_json(Some("content_block_delta"), &flush)[..]);
+                    .and_then(|v| v.get("index").and_then(Value::as_u64))
+                    .unwrap_or(0);
+                let mut out = self.anthropic_args_flush(Some(index))?;
+                if !self.carry.is_empty() {
+                    let rest = self.pass("", true)?;
+                    let flush = json!({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "text_delta", "text": rest}});
+                    out.extend_from_slice(&encode_json(Some("content_block_delta"), &flush));
+                }
+                if out.is_empty() {
+                    return Ok(None);
+                }
                 out.extend_from_slice(event.raw());
                 Ok(Some(out.freeze()))
             }
@@ -252,6 +399,16 @@ where
                         state.event(event, &mut out);
                     }
                     // A stream cut before its end: what is held back is still checked.
+                    if !state.cut {
+                        let args = match state.dialect {
+                            Dialect::Anthropic => state.anthropic_args_flush(None),
+                            _ => state.openai_args_flush(),
+                        };
+                        match args {
+                            Ok(args) => out.extend_from_slice(&args),
+                            Err(reason) => out.extend_from_slice(&state.block(&reason)),
+                        }
+                    }
                     if !state.cut && !state.carry.is_empty() {
                         match state.pass("", true) {
                             Ok(rest) if state.dialect == Dialect::Anthropic => {
@@ -282,5 +439,46 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.finished
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guardrails::Action;
+
+    fn replace(range: std::ops::Range<usize>) -> Finding {
+        Finding {
+            range,
+            action: Action::Replace("[X]".into()),
+        }
+    }
+
+    #[test]
+    fn replacements_in_json_text_keep_clear_of_escapes() {
+        let valid = |text: &str| serde_json::from_str::<serde_json::Value>(text).is_ok();
+        // A match starting on an escaped character takes its backslash along.
+        let text = r#"{"a":"x\u0062ob"}"#;
+        let start = text.find("u0062").unwrap();
+        let mut findings = vec![replace(start..start + 7)];
+        json_safe(text, &mut findings);
+        let out = apply(text, &findings);
+        assert_eq!(out, r#"{"a":"x[X]"}"#);
+        assert!(valid(&out));
+        // One ending on a lone backslash leaves it, so the quote it escapes stays escaped.
+        let text = r#"{"a":"bob\"x"}"#;
+        let end = text.find('\\').unwrap() + 1;
+        let mut findings = vec![replace(6..end)];
+        json_safe(text, &mut findings);
+        let out = apply(text, &findings);
+        assert_eq!(out, r#"{"a":"[X]\"x"}"#);
+        assert!(valid(&out));
+        // An escaped backslash before the match is a character of its own: left alone.
+        let text = r#"{"a":"\\bob"}"#;
+        let start = text.find("bob").unwrap();
+        let mut findings = vec![replace(start..start + 3)];
+        json_safe(text, &mut findings);
+        assert_eq!(findings[0].range, start..start + 3);
+        assert!(valid(&apply(text, &findings)));
     }
 }

@@ -11,6 +11,10 @@
 //! - **Budget**: a spending limit per period (UTC day, ISO week from Monday, calendar
 //!   month) with a soft threshold; crossing it sends a [`BudgetEvent`] to subscribers,
 //!   reaching the limit refuses requests until the next period.
+//! - **Low balance**: with a threshold (per account, or a default for every prepaid
+//!   one), a debit that takes a balance from at or above it to below it sends one
+//!   [`BudgetEvent::BalanceLow`]. It is sent again only after a credit brought the
+//!   balance back up to the threshold and a later debit crossed it again.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -118,6 +122,34 @@ impl Budget {
     }
 }
 
+/// A budget and its spend in the current period (see [`Accounts::budgets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BudgetStatus {
+    /// Whose budget.
+    pub account: Account,
+    /// The budget.
+    pub budget: Budget,
+    /// When the current period started (ms since the epoch); `None` for a lifetime
+    /// budget ([`Period::Total`]).
+    pub period_start: Option<i64>,
+    /// When the next period starts and the spend resets (ms since the epoch); `None`
+    /// for a lifetime budget.
+    pub resets_ms: Option<i64>,
+    /// Spent in the current period.
+    pub spent: Money,
+}
+
+impl BudgetStatus {
+    /// What is left to spend in the current period (zero once the limit is reached).
+    pub fn remaining(&self) -> Money {
+        self.budget
+            .limit
+            .saturating_sub(self.spent)
+            .max(Money::ZERO)
+    }
+}
+
 /// Sent to [`Accounts::subscribe`] subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -139,6 +171,16 @@ pub enum BudgetEvent {
         spent: Money,
         /// The budget's limit.
         limit: Money,
+    },
+    /// A prepaid balance fell below its low-balance threshold (see
+    /// [`Accounts::set_low_balance_threshold`]).
+    BalanceLow {
+        /// Whose balance.
+        account: Account,
+        /// The balance after the debit that crossed the threshold.
+        balance: Money,
+        /// The threshold.
+        threshold: Money,
     },
 }
 
@@ -176,6 +218,15 @@ struct State {
     /// Spend recorded before this process started, per period kind and account, with
     /// the start of the period it was counted from.
     prior: HashMap<(PeriodKind, Account), (i64, Money)>,
+    /// Low-balance thresholds per account; `default_low` for the others.
+    low: HashMap<Account, Money>,
+    default_low: Option<Money>,
+}
+
+impl State {
+    fn low_threshold(&self, account: &Account) -> Option<Money> {
+        self.low.get(account).copied().or(self.default_low)
+    }
 }
 
 /// `Period` without its data, as a map key.
@@ -328,7 +379,14 @@ impl Accounts {
     ) -> Result<Money, AccountStoreError> {
         #[cfg(feature = "redis")]
         if let Some(store) = &self.shared {
-            return store.credit(&account, amount).await;
+            let after = store.credit(&account, amount).await?;
+            // The fleet's balance moved atomically: only this call saw this crossing.
+            let before = Money::from_nanos(after.nanos().saturating_sub(amount.nanos()));
+            let threshold = self.low_balance_threshold(&account);
+            if let Some(event) = balance_low(&account, threshold, before, after) {
+                self.emit(event);
+            }
+            return Ok(after);
         }
         Ok(self.credit(account, amount))
     }
@@ -354,10 +412,49 @@ impl Accounts {
     /// Credits (or, negative, debits) a prepaid balance, opening it if needed; returns
     /// the new balance. Crediting zero opens an empty prepaid balance.
     pub fn credit(&self, account: Account, amount: Money) -> Money {
+        let (after, event) = {
+            let mut state = self.lock();
+            let threshold = state.low_threshold(&account);
+            let entry = state.balances.entry(account.clone()).or_default();
+            let before = entry.balance;
+            entry.balance = entry.balance.saturating_add(amount);
+            let after = entry.balance;
+            (after, balance_low(&account, threshold, before, after))
+        };
+        if let Some(event) = event {
+            self.emit(event);
+        }
+        after
+    }
+
+    /// Sends a [`BudgetEvent::BalanceLow`] when a debit takes the prepaid balance of
+    /// `account` below `threshold` (replaces any earlier threshold of the account).
+    pub fn set_low_balance_threshold(&self, account: Account, threshold: Money) {
+        self.lock().low.insert(account, threshold);
+    }
+
+    /// The low-balance threshold of every prepaid account without one of its own
+    /// (`None`: no low-balance event for them). Per-account thresholds are kept.
+    pub fn set_default_low_balance_threshold(&self, threshold: Option<Money>) {
+        self.lock().default_low = threshold;
+    }
+
+    /// Replaces every low-balance threshold at once: the default and the per-account
+    /// ones (a configuration reload uses this).
+    pub fn replace_low_balance_thresholds(
+        &self,
+        default: Option<Money>,
+        per_account: impl IntoIterator<Item = (Account, Money)>,
+    ) {
+        let low = per_account.into_iter().collect();
         let mut state = self.lock();
-        let entry = state.balances.entry(account).or_default();
-        entry.balance = entry.balance.saturating_add(amount);
-        entry.balance
+        state.low = low;
+        state.default_low = default;
+    }
+
+    /// The low-balance threshold that applies to `account`, if any.
+    pub fn low_balance_threshold(&self, account: &Account) -> Option<Money> {
+        self.lock().low_threshold(account)
     }
 
     /// The balance of a prepaid account (`None`: postpaid).
@@ -385,6 +482,41 @@ impl Accounts {
             tracked.budget = budget;
             tracked.period_start = start;
         }
+    }
+
+    /// Every budget of this set (the ones [`set_budget`](Self::set_budget) made,
+    /// including the keys' budgets metering set on their first request), by account,
+    /// with the spend of its current period: from the shared store when there is one
+    /// (the fleet's figure), else this process's.
+    pub async fn budgets(&self) -> Result<Vec<BudgetStatus>, AccountStoreError> {
+        let now = (self.clock)();
+        let mut out: Vec<BudgetStatus> = {
+            let mut state = self.lock();
+            state
+                .budgets
+                .iter_mut()
+                .map(|(account, tracked)| {
+                    roll(tracked, now);
+                    let total = tracked.budget.period == Period::Total;
+                    BudgetStatus {
+                        account: account.clone(),
+                        budget: tracked.budget,
+                        period_start: (!total).then_some(tracked.period_start),
+                        resets_ms: (!total).then(|| next_period(tracked)),
+                        spent: tracked.spent,
+                    }
+                })
+                .collect()
+        };
+        out.sort_by(|a, b| a.account.cmp(&b.account));
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.shared {
+            for status in &mut out {
+                let start = status.period_start.unwrap_or(i64::MIN);
+                status.spent = store.spent(&status.account, start).await?;
+            }
+        }
+        Ok(out)
     }
 
     /// Spend recorded against the current period of an account's budget.
@@ -435,7 +567,8 @@ impl Accounts {
         (self.clock)()
     }
 
-    /// Budget events (soft threshold crossed, budget exhausted).
+    /// Budget and balance events (soft threshold crossed, budget exhausted, balance
+    /// low).
     pub fn subscribe(&self) -> broadcast::Receiver<BudgetEvent> {
         self.events.subscribe()
     }
@@ -507,9 +640,12 @@ impl Hold {
         {
             let mut state = self.accounts.lock();
             for (account, worst) in &self.reserved {
+                let threshold = state.low_threshold(account);
                 if let Some(b) = state.balances.get_mut(account) {
                     b.reserved = b.reserved.saturating_sub(*worst);
+                    let before = b.balance;
                     b.balance = b.balance.saturating_sub(cost);
+                    events.extend(balance_low(account, threshold, before, b.balance));
                 }
             }
             for account in &self.budgeted {
@@ -570,6 +706,23 @@ pub(super) fn crossed(
         });
     }
     events
+}
+
+/// The low-balance event of a balance going from `before` to `after`: only when this
+/// change takes it from at or above `threshold` to below it, so a balance that stays
+/// low is reported once, and again only after a credit lifted it back up.
+pub(super) fn balance_low(
+    account: &Account,
+    threshold: Option<Money>,
+    before: Money,
+    after: Money,
+) -> Option<BudgetEvent> {
+    let threshold = threshold?;
+    (before >= threshold && after < threshold).then(|| BudgetEvent::BalanceLow {
+        account: account.clone(),
+        balance: after,
+        threshold,
+    })
 }
 
 /// Moves a budget into the period containing `now`, resetting its spend.
@@ -745,6 +898,60 @@ mod tests {
             accounts.reserve(&[key], Money::ZERO).is_err(),
             "900 before the restart + 100 after"
         );
+    }
+
+    #[test]
+    fn balance_low_is_sent_once_per_crossing_and_rearmed_by_a_credit() {
+        let accounts = Accounts::new();
+        let key = Account::Key("k".into());
+        let team = Account::Team("t".into());
+        accounts.set_default_low_balance_threshold(Some(Money::from_nanos(500)));
+        accounts.set_low_balance_threshold(team.clone(), Money::from_nanos(50));
+        let mut events = accounts.subscribe();
+        accounts.credit(key.clone(), Money::from_nanos(1_000));
+        accounts.credit(team.clone(), Money::from_nanos(1_000));
+        let spend = |cost: i64| {
+            accounts
+                .reserve(&[key.clone(), team.clone()], Money::from_nanos(10))
+                .unwrap()
+                .settle(Money::from_nanos(cost));
+        };
+        spend(400); // key 600, team 600: above both thresholds
+        assert!(events.try_recv().is_err());
+        spend(200); // key 400: crosses the default 500
+        assert_eq!(
+            events.try_recv().unwrap(),
+            BudgetEvent::BalanceLow {
+                account: key.clone(),
+                balance: Money::from_nanos(400),
+                threshold: Money::from_nanos(500),
+            }
+        );
+        assert!(events.try_recv().is_err(), "the team's 50 is not crossed");
+        spend(100); // key 300: still low, no second event
+        assert!(events.try_recv().is_err(), "once per crossing");
+        // A credit back to the threshold re-arms it; the next debit below sends again.
+        accounts.credit(key.clone(), Money::from_nanos(200));
+        assert!(events.try_recv().is_err(), "a credit sends nothing");
+        spend(1); // key 499
+        assert!(matches!(
+            events.try_recv().unwrap(),
+            BudgetEvent::BalanceLow { ref account, balance, .. } if *account == key && balance == Money::from_nanos(499)
+        ));
+        // A debit through the admin API crosses too; the team's own threshold applies.
+        accounts.credit(team.clone(), Money::from_nanos(-260)); // 299 - 260 = 39
+        assert!(matches!(
+            events.try_recv().unwrap(),
+            BudgetEvent::BalanceLow { ref account, threshold, .. } if *account == team && threshold == Money::from_nanos(50)
+        ));
+        // A request released without settling costs nothing and crosses nothing.
+        drop(accounts.reserve(std::slice::from_ref(&key), Money::from_nanos(10_000)));
+        assert!(events.try_recv().is_err());
+        // Without thresholds: nothing.
+        accounts.replace_low_balance_thresholds(None, []);
+        accounts.credit(key.clone(), Money::from_nanos(10_000));
+        spend(10_400);
+        assert!(events.try_recv().is_err());
     }
 
     #[test]

@@ -435,7 +435,7 @@ fn payer_of(req: &Request<Body>) -> Payer {
 
 /// A key's budget as set through the admin API, in metering's terms.
 #[cfg(feature = "auth")]
-fn key_budget(budget: &crate::auth::Budget) -> Option<super::Budget> {
+pub(crate) fn key_budget(budget: &crate::auth::Budget) -> Option<super::Budget> {
     use crate::auth::BudgetPeriod;
     let limit: Money = budget.amount.parse().ok()?;
     let period = match budget.period {

@@ -67,8 +67,11 @@ mod shared;
 mod source;
 
 pub use account::{
-    Account, AccountStoreError, Accounts, Budget, BudgetEvent, Clock, Hold, Period, Refusal,
+    Account, AccountStoreError, Accounts, Budget, BudgetEvent, BudgetStatus, Clock, Hold, Period,
+    Refusal,
 };
+#[cfg(all(feature = "admin", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) use layer::key_budget;
 pub use layer::{Metering, MeteringLayer, Payer, ResponseFuture, UnknownPrice};
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub use ledger::DatabaseLedger;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::account::{crossed, Account, AccountStoreError, Accounts, Budget, Refusal};
+use super::account::{balance_low, crossed, Account, AccountStoreError, Accounts, Budget, Refusal};
 use super::Money;
 
 const RESERVE: &str = include_str!("lua/reserve.lua");
@@ -27,7 +27,8 @@ fn store_error(what: &str, err: impl fmt::Display) -> AccountStoreError {
 ///   worst-case reservation, as on one replica.
 /// - **Settle**: one script releases the holds, debits the real cost and adds it to the
 ///   budgets' spend; it runs off the request path. Budget events (soft threshold,
-///   exhausted) are sent by the replica whose request crossed the line, once per fleet.
+///   exhausted) and low-balance events are sent by the replica whose request crossed
+///   the line, once per fleet (each replica needs the same thresholds).
 /// - **Holds expire** (default 10 minutes, longer than the longest request), so the
 ///   reservations of a replica that died are released by themselves.
 /// - **Failure**: a reservation that Redis does not answer within the timeout (default
@@ -420,12 +421,23 @@ impl SharedHold {
                     .arg(ttl);
             }
             let mut conn = store.conn();
-            match invocation.invoke_async::<Vec<i64>>(&mut conn).await {
+            match invocation.invoke_async::<Vec<Option<i64>>>(&mut conn).await {
                 Ok(after) => {
-                    for (payer, spent) in payers.iter().zip(after) {
+                    for (payer, pair) in payers.iter().zip(after.chunks(2)) {
+                        let spent = pair[0].unwrap_or(-1);
                         if let (Some(budget), true) = (payer.budget, spent >= 0) {
                             let events = crossed(&payer.account, budget, spent - cost.nanos(), spent);
                             for event in events {
+                                accounts.emit(event);
+                            }
+                        }
+                        // The debit was atomic in Redis: only this settlement saw the
+                        // balance cross, so the fleet sends one event.
+                        if let Some(balance) = pair.get(1).copied().flatten() {
+                            let after = Money::from_nanos(balance);
+                            let before = Money::from_nanos(balance.saturating_add(cost.nanos()));
+                            let threshold = accounts.low_balance_threshold(&payer.account);
+                            if let Some(event) = balance_low(&payer.account, threshold, before, after) {
                                 accounts.emit(event);
                             }
                         }

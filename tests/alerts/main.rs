@@ -132,6 +132,36 @@ async fn budget_events_become_alerts() {
 }
 
 #[tokio::test]
+async fn a_low_balance_becomes_one_alert_per_crossing() {
+    let r = Receiver::default();
+    let url = receiver(r.clone()).await;
+    let alerts = WebhookNotifier::builder(url).build().unwrap();
+    let accounts = Accounts::new();
+    alerts.forward_budget_events(&accounts);
+    let dollars = |s: &str| -> Money { s.parse().unwrap() };
+    let team = Account::Team("search".into());
+    accounts.set_default_low_balance_threshold(Some(dollars("5.00")));
+    accounts.credit(team.clone(), dollars("6.00"));
+    for _ in 0..3 {
+        accounts
+            .reserve(std::slice::from_ref(&team), dollars("0.10"))
+            .unwrap()
+            .settle(dollars("0.75"));
+    }
+    // A credit back above the threshold, then a debit under it again.
+    accounts.credit(team.clone(), dollars("2.00"));
+    accounts.credit(team.clone(), dollars("-2.00"));
+    let got = wait_for(&r, 2).await;
+    assert_eq!(got[0]["alert"]["kind"], "balance_low");
+    assert_eq!(got[0]["alert"]["account"], "team:search");
+    assert_eq!(got[0]["alert"]["balance"], "4.500000");
+    assert_eq!(got[0]["alert"]["threshold"], "5.000000");
+    assert_eq!(got[1]["alert"]["balance"], "3.750000");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(r.got.lock().unwrap().len(), 2, "once per crossing");
+}
+
+#[tokio::test]
 async fn a_receiver_that_is_down_or_hangs_never_blocks_the_caller() {
     // Down: a port nobody listens on. Every alert is tried, then dropped and counted.
     let closed = {

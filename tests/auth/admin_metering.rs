@@ -307,3 +307,105 @@ async fn balances_survive_a_restart_minus_what_was_spent() {
         Some("1.2".parse().unwrap())
     );
 }
+
+#[tokio::test]
+async fn budgets_show_limit_spend_remaining_and_reset_per_key_and_team() {
+    use tollgate::metering::{Budget, Period};
+    let (app, _keys, accounts, _ledger) = app("budgets").await;
+    let create = |body: serde_json::Value| {
+        let app = app.clone();
+        async move {
+            let (status, body) =
+                send(&app, "POST", "/admin/keys", Some(MASTER), &body.to_string()).await;
+            assert_eq!(status, 201, "{body}");
+            (
+                body["id"].as_str().unwrap().to_owned(),
+                body["key"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    // A key with a budget that has not made a request yet is listed too.
+    let (budgeted, _) = create(json!({"name": "b", "team": "red",
+        "budget": {"amount": "1.00", "period": "daily"}}))
+    .await;
+    let (postpaid, _) = create(json!({"name": "p"})).await;
+    let (_, viewer) = create(json!({"name": "v", "role": "viewer"})).await;
+    let (_, developer) = create(json!({"name": "d"})).await;
+    accounts.set_budget(
+        Account::Team("red".into()),
+        Budget::new("10.00".parse().unwrap(), Period::Total),
+    );
+    let (status, body) = send(&app, "GET", "/admin/budgets", Some(MASTER), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
+
+    let key = Account::Key(budgeted.clone());
+    let team = Account::Team("red".into());
+    accounts
+        .reserve(&[key, team], Money::ZERO)
+        .unwrap()
+        .settle("0.25".parse().unwrap());
+
+    let (status, body) = send(&app, "GET", "/admin/budgets", Some(&viewer), "").await;
+    assert_eq!(status, 200, "a viewer may read budgets: {body}");
+    let rows = body["data"].as_array().unwrap();
+    let key_row = rows.iter().find(|r| r["scope"] == "key").unwrap();
+    assert_eq!(key_row["key_id"], budgeted.as_str());
+    assert_eq!(key_row["limit"], "1.000000");
+    assert_eq!(key_row["period"], "daily");
+    assert_eq!(key_row["spent"], "0.250000");
+    assert_eq!(key_row["remaining"], "0.750000");
+    assert_eq!(key_row["exhausted"], false);
+    let (start, resets) = (
+        key_row["period_start"].as_i64().unwrap(),
+        key_row["resets_at"].as_i64().unwrap(),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(start % 86_400, 0, "midnight UTC");
+    assert!(start <= now && now < resets && resets - start == 86_400);
+    let team_row = rows.iter().find(|r| r["scope"] == "team").unwrap();
+    assert_eq!(team_row["team"], "red");
+    assert_eq!(team_row["period"], "total");
+    assert_eq!(team_row["spent"], "0.250000");
+    assert_eq!(team_row["remaining"], "9.750000");
+    assert!(team_row["resets_at"].is_null() && team_row["period_start"].is_null());
+
+    // One account: by filter or by path; 404 for an account without a budget.
+    let (_, body) = send(&app, "GET", "/admin/budgets?team=red", Some(MASTER), "").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["data"][0]["team"], "red");
+    let uri = format!("/admin/budgets?key_id={budgeted}");
+    let (_, body) = send(&app, "GET", &uri, Some(MASTER), "").await;
+    assert_eq!(body["data"][0]["key_id"], budgeted.as_str());
+    let uri = format!("/admin/budgets/{budgeted}");
+    let (status, body) = send(&app, "GET", &uri, Some(MASTER), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["spent"], "0.250000");
+    let uri = format!("/admin/budgets/{postpaid}");
+    let (status, _) = send(&app, "GET", &uri, Some(MASTER), "").await;
+    assert_eq!(status, 404);
+    let (status, body) = send(&app, "GET", "/admin/budgets?scope=key", Some(MASTER), "").await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["param"]),
+        (400, &json!("scope"))
+    );
+
+    // Role-checked like the other admin routes.
+    let (status, _) = send(&app, "GET", "/admin/budgets", Some(&developer), "").await;
+    assert_eq!(status, 403);
+    let (status, _) = send(&app, "GET", "/admin/budgets", None, "").await;
+    assert_eq!(status, 401);
+
+    // Spent up: exhausted, nothing remaining.
+    accounts
+        .reserve(&[Account::Key(budgeted.clone())], Money::ZERO)
+        .unwrap()
+        .settle("0.80".parse().unwrap());
+    let uri = format!("/admin/budgets/{budgeted}");
+    let (_, body) = send(&app, "GET", &uri, Some(MASTER), "").await;
+    assert_eq!(body["remaining"], "0.000000");
+    assert_eq!(body["exhausted"], true);
+}

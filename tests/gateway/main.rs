@@ -18,6 +18,7 @@
     feature = "metrics"
 ))]
 
+mod accounts;
 mod harness;
 mod product;
 mod reload;

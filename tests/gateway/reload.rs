@@ -152,3 +152,121 @@ async fn a_changed_file_is_picked_up_without_a_signal() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(gateway.stop());
 }
+
+/// `[auth]` follows a reload: a key added to `[[auth.keys]]` works at once, a removed one
+/// is refused at once (no cache delay), a new master key replaces the old one for the
+/// API and the admin routes; fields read only at start (here the log format and
+/// `stores.redis_url`) keep their running value, and the warning names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloaded_auth_keys_and_master_key_apply_at_once() {
+    let dir = TempDir::new("reload-auth");
+    let file = |master: &str, keys: &[(&str, &str)], extra: &str| {
+        let mut text = format!("{extra}\n[auth]\nmaster_key = \"{master}\"\n");
+        for (id, key) in keys {
+            text.push_str(&format!("[[auth.keys]]\nid = \"{id}\"\nkey = \"{key}\"\n"));
+        }
+        text
+    };
+    let (master_1, master_2) = (
+        "sk-test-master-key-first-0000000",
+        "sk-test-master-key-second-000000",
+    );
+    let (key_a, key_b) = (
+        "tg-file-key-a-0123456789abcdef",
+        "tg-file-key-b-0123456789abcdef",
+    );
+    dir.write("gateway.toml", &file(master_1, &[("a", key_a)], ""));
+    let gateway = Gateway::start(&[
+        ("TOLLGATE_CONFIG", &dir.path("gateway.toml")),
+        ("TOLLGATE_DB", &dir.path("t.db")),
+    ]);
+    let http = Http::new(&gateway.url);
+    let status = |key: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(
+                "/v1/chat/completions",
+                &[("authorization", &format!("Bearer {key}"))],
+                &chat("mock/echo"),
+            )
+            .await
+            .status
+        }
+    };
+    let admin = |key: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(
+                "/admin/keys",
+                &[("authorization", &format!("Bearer {key}"))],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(status(key_a).await, 200);
+    assert_eq!(
+        status(key_b).await,
+        401,
+        "not configured yet (and now cached as unknown)"
+    );
+    assert_eq!(admin(master_1).await, 200);
+
+    // Key a removed, key b added, a new master key; the log format and the Redis URL
+    // changed too.
+    dir.write(
+        "gateway.toml",
+        &file(
+            master_2,
+            &[("b", key_b)],
+            "[observability]\nlog_format = \"json\"\n[stores]\nredis_url = \"redis://127.0.0.1:1\"",
+        ),
+    );
+    gateway.signal("HUP");
+    gateway.wait_for_log("configuration reloaded").await;
+    assert_eq!(status(key_b).await, 200, "the added key works at once");
+    assert_eq!(
+        status(key_a).await,
+        401,
+        "the removed key is refused at once"
+    );
+    assert_eq!(
+        admin(master_2).await,
+        200,
+        "the new master key opens the admin API"
+    );
+    assert_eq!(admin(master_1).await, 401, "the old master key is refused");
+    assert_eq!(status(master_2).await, 200);
+    let log = gateway.log();
+    for field in ["`observability.log_format`", "`stores.redis_url`"] {
+        assert!(log.contains(field), "the warning names {field}: {log}");
+    }
+    // The running values stay: still serving here, rate limits still in memory.
+    let config = http
+        .get(
+            "/admin/config",
+            &[("authorization", &format!("Bearer {master_2}"))],
+        )
+        .await
+        .json();
+    assert_ne!(config["listen"], "127.0.0.1:1");
+    assert!(config["stores"]["redis_url"].is_null(), "{config}");
+
+    // Turning authentication off is read only at start: the master key stays.
+    dir.write("gateway.toml", "");
+    gateway.signal("HUP");
+    guard(async {
+        while gateway.log().matches("configuration reloaded").count() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gateway.log().contains("`auth.master_key`"));
+    assert_eq!(status(master_2).await, 200);
+    assert_eq!(status(key_b).await, 401, "the file has no keys any more");
+    let open = http
+        .post("/v1/chat/completions", &[], &chat("mock/echo"))
+        .await;
+    assert_eq!(open.status, 401, "still authenticated");
+    assert!(gateway.stop());
+}

@@ -11,6 +11,8 @@ use tollgate::testing::MockProvider;
 use tollgate::Body;
 use tower::{Layer, ServiceExt};
 
+mod tools;
+
 const EMAIL: &str = "jane.doe@example.com";
 const PROMPT: &str =
     "Please reach jane.doe@example.com or +44 20 7946 0958 about card 4111 1111 1111 1111 today";

@@ -200,6 +200,17 @@ async fn a_budget_spent_on_one_replica_refuses_on_the_other_and_warns_once() {
             other => panic!("refused on every replica, got {other:?}"),
         }
     }
+    // Every replica reports the fleet's spend (what `GET /admin/budgets` shows).
+    for replica in [&a, &b] {
+        let budgets = replica.budgets().await.unwrap();
+        assert_eq!(budgets.len(), 1);
+        assert_eq!(budgets[0].spent, Money::from_nanos(1_000));
+        assert_eq!(budgets[0].remaining(), Money::ZERO);
+        assert_eq!(
+            budgets[0].resets_ms,
+            Some(Period::Daily.start(a.now_ms()) + 86_400_000)
+        );
+    }
 }
 
 #[tokio::test]
@@ -296,4 +307,89 @@ async fn an_unanswering_store_fails_open_or_closed_as_configured() {
     assert_eq!(res.headers()["retry-after"], "1");
     let body: Value = serde_json::from_str(&drain(res).await).unwrap();
     assert_eq!(body["error"]["code"], "balance_store_unavailable");
+}
+
+/// Waits for the shared balance of `account` to reach `expected` (settlements run off
+/// the request path).
+async fn settled(accounts: &Accounts, account: &Account, expected: Money) {
+    for _ in 0..500 {
+        if accounts.current_balance(account).await.unwrap() == Some(expected) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the balance of {account} never reached {expected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_balance_is_reported_once_per_fleet_and_again_after_a_credit() {
+    let test = "a_low_balance_is_reported_once_per_fleet_and_again_after_a_credit";
+    let Some(url) = redis_url(test) else { return };
+    let prefix = prefix(test);
+    let (a, b) = (replica(&url, &prefix).await, replica(&url, &prefix).await);
+    let key = Account::Key("k1".into());
+    for replica in [&a, &b] {
+        replica.set_low_balance_threshold(key.clone(), Money::from_nanos(500));
+    }
+    let (mut events_a, mut events_b) = (a.subscribe(), b.subscribe());
+    a.add_credit(key.clone(), Money::from_nanos(1_000))
+        .await
+        .unwrap();
+    let spend = |replica: &Accounts, cost: i64| {
+        let replica = replica.clone();
+        let key = key.clone();
+        async move {
+            replica
+                .acquire(std::slice::from_ref(&key), Money::from_nanos(10))
+                .await
+                .unwrap()
+                .settle(Money::from_nanos(cost));
+        }
+    };
+    spend(&a, 300).await;
+    settled(&a, &key, Money::from_nanos(700)).await;
+    // B's request takes the fleet's balance below 500: B reports it, A does not.
+    spend(&b, 300).await;
+    let event = tokio::time::timeout(Duration::from_secs(5), events_b.recv())
+        .await
+        .expect("a low-balance event")
+        .unwrap();
+    assert_eq!(
+        event,
+        BudgetEvent::BalanceLow {
+            account: key.clone(),
+            balance: Money::from_nanos(400),
+            threshold: Money::from_nanos(500),
+        }
+    );
+    // Still low after more spend on either replica: no second event.
+    spend(&a, 50).await;
+    settled(&a, &key, Money::from_nanos(350)).await;
+    assert!(events_a.try_recv().is_err() && events_b.try_recv().is_err());
+    // A credit back above re-arms it; the next crossing is reported again (here by A).
+    a.add_credit(key.clone(), Money::from_nanos(250))
+        .await
+        .unwrap();
+    spend(&a, 101).await;
+    let event = tokio::time::timeout(Duration::from_secs(5), events_a.recv())
+        .await
+        .expect("a second low-balance event")
+        .unwrap();
+    assert!(
+        matches!(event, BudgetEvent::BalanceLow { balance, .. } if balance == Money::from_nanos(499)),
+        "{event:?}"
+    );
+    // A debit through the store crosses too, reported by the replica that made it.
+    b.add_credit(key.clone(), Money::from_nanos(101))
+        .await
+        .unwrap();
+    b.add_credit(key.clone(), Money::from_nanos(-200))
+        .await
+        .unwrap();
+    assert!(matches!(
+        events_b.try_recv().unwrap(),
+        BudgetEvent::BalanceLow { balance, .. } if balance == Money::from_nanos(400)
+    ));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(events_a.try_recv().is_err() && events_b.try_recv().is_err());
 }

@@ -186,6 +186,23 @@ async function showSpend() {
     el("td", { class: "num" }, fmtInt(r.completion_tokens)),
     el("td", { class: "num" }, fmtCost(r.cost)),
   )));
+  await showBudgets();
+}
+
+// Budgets in their current period, under the spend table; hidden when there is none
+// (or the gateway serves no budgets route).
+async function showBudgets() {
+  let rows = [];
+  try { rows = (await api("GET", "/admin/budgets")).data; } catch (_) { rows = []; }
+  $("budgets").hidden = rows.length === 0;
+  $("budgets-table").tBodies[0].replaceChildren(...rows.map((b) => el("tr", {},
+    el("td", {}, b.scope + ":" + (b.key_id || b.team)),
+    el("td", {}, b.period),
+    el("td", { class: "num" }, fmtCost(b.limit)),
+    el("td", { class: "num" }, fmtCost(b.spent)),
+    el("td", { class: "num" }, fmtCost(b.remaining)),
+    el("td", {}, fmtTime(b.resets_at)),
+  )));
 }
 
 function showSecret(created) {

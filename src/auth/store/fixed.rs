@@ -110,4 +110,27 @@ mod tests {
         api.enabled = false;
         assert!(keys.update(&api).await.unwrap());
     }
+
+    #[tokio::test]
+    async fn replaced_fixed_keys_apply_at_once_once_the_cache_is_cleared() {
+        let (a, b) = (
+            KeySecret::generate().unwrap(),
+            KeySecret::generate().unwrap(),
+        );
+        let fixed = MemoryKeyStore::new().with_record(record(&a, "old"));
+        let keys = crate::auth::Keys::new(FixedKeys::new(fixed.clone(), MemoryKeyStore::new()));
+        assert!(keys.verify(a.expose()).await.is_ok());
+        assert!(keys.verify(b.expose()).await.is_err(), "cached as unknown");
+        fixed.replace_all([record(&b, "new")]);
+        keys.clear_cache();
+        assert!(
+            keys.verify(a.expose()).await.is_err(),
+            "the removed key is refused"
+        );
+        assert_eq!(
+            keys.verify(b.expose()).await.unwrap().key_id.to_string(),
+            "new"
+        );
+        assert_eq!(fixed.len(), 1);
+    }
 }

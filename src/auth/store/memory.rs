@@ -42,6 +42,25 @@ impl MemoryKeyStore {
         self
     }
 
+    /// Replaces every key at once with `records` (in this order), for every clone: a
+    /// configuration reload uses it for the file's keys. Lookups see either the old set
+    /// or the new one, never a mix. Clear the cache of the [`Keys`](crate::auth::Keys)
+    /// in front of it ([`Keys::clear_cache`](crate::auth::Keys::clear_cache)) so a
+    /// removed key stops working at once.
+    pub fn replace_all(&self, records: impl IntoIterator<Item = KeyRecord>) {
+        let mut fresh = Inner::default();
+        for record in records {
+            if let Some(old) = fresh.by_id.get(&record.id).map(|r| r.hash) {
+                fresh.by_hash.remove(&old);
+            } else {
+                fresh.order.push(record.id.clone());
+            }
+            fresh.by_hash.insert(record.hash, record.id.clone());
+            fresh.by_id.insert(record.id.clone(), record);
+        }
+        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
     /// The number of keys.
     pub fn len(&self) -> usize {
         self.read().by_id.len()
