@@ -32,7 +32,16 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
                     .get("input")
                     .map_or_else(|| "{}".into(), Value::to_string),
             })),
-            _ => {} // thinking and server-tool blocks have no canonical form
+            Some("thinking") => res.content.push(Part::Reasoning(Reasoning {
+                text: s(block, "thinking"),
+                signature: Some(s(block, "signature")).filter(|s| !s.is_empty()),
+                redacted: None,
+            })),
+            Some("redacted_thinking") => {
+                res.content
+                    .push(Part::Reasoning(Reasoning::redacted(s(block, "data"))));
+            }
+            _ => {} // server-tool blocks have no canonical form
         }
     }
     res.finish = v
@@ -103,6 +112,7 @@ pub fn encode_response(res: &ChatResponse) -> Value {
         .iter()
         .filter_map(|part| match part {
             Part::Text(text) => Some(json!({"type": "text", "text": text})),
+            Part::Reasoning(r) => Some(encode_reasoning(r)),
             Part::ToolCall(call) => Some(json!({
                 "type": "tool_use",
                 "id": call.id,
@@ -122,6 +132,19 @@ pub fn encode_response(res: &ChatResponse) -> Value {
         "stop_sequence": null,
         "usage": encode_usage(&res.usage.unwrap_or_default()),
     })
+}
+
+/// A thinking block (its signature empty when the reasoning came from another
+/// provider: the SDKs' types want the field), or a redacted one.
+pub(crate) fn encode_reasoning(r: &Reasoning) -> Value {
+    match &r.redacted {
+        Some(data) => json!({"type": "redacted_thinking", "data": data}),
+        None => json!({
+            "type": "thinking",
+            "thinking": r.text,
+            "signature": r.signature.as_deref().unwrap_or_default(),
+        }),
+    }
 }
 
 /// Reads an Anthropic error body: `{"type": "error", "error": {"type", "message"}}`.

@@ -56,6 +56,12 @@ struct Block<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    data: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +70,10 @@ struct Delta<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     stop_reason: Option<Cow<'a, str>>,
 }
@@ -126,7 +136,20 @@ impl StreamDecoder {
                             name: block.name.unwrap_or_default(),
                         });
                     }
-                    _ => {} // thinking and server-tool blocks have no canonical form
+                    "thinking" => {
+                        if let Some(text) = block.thinking.filter(|t| !t.is_empty()) {
+                            emit(StreamEvent::Reasoning(text));
+                        }
+                        if let Some(signature) = block.signature.filter(|s| !s.is_empty()) {
+                            emit(StreamEvent::ReasoningSignature(signature));
+                        }
+                    }
+                    "redacted_thinking" => {
+                        emit(StreamEvent::RedactedReasoning(
+                            block.data.unwrap_or_default(),
+                        ));
+                    }
+                    _ => {} // server-tool blocks have no canonical form
                 }
             }
             "content_block_delta" => {
@@ -135,6 +158,10 @@ impl StreamDecoder {
                 };
                 if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
                     emit(StreamEvent::Text(text));
+                } else if let Some(text) = delta.thinking.filter(|t| !t.is_empty()) {
+                    emit(StreamEvent::Reasoning(text));
+                } else if let Some(signature) = delta.signature.filter(|s| !s.is_empty()) {
+                    emit(StreamEvent::ReasoningSignature(signature));
                 } else if let Some(json) = delta.partial_json.filter(|j| !j.is_empty()) {
                     let block = wire.index.unwrap_or(0);
                     if let Some(&(_, index)) = self.tools.iter().find(|(b, _)| *b == block) {
@@ -182,17 +209,21 @@ struct OutDelta<'a> {
 enum OutDeltaBody<'a> {
     TextDelta { text: &'a str },
     InputJsonDelta { partial_json: &'a str },
+    ThinkingDelta { thinking: &'a str },
+    SignatureDelta { signature: &'a str },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
     Text(u32),
     Tool(u32),
+    Thinking(u32),
 }
 
 /// Writes canonical events as an Anthropic stream: `message_start`, one
-/// `content_block_start` / `content_block_delta`... / `content_block_stop` per text or
-/// tool_use block, `message_delta` with the stop reason and the complete usage, and
+/// `content_block_start` / `content_block_delta`... / `content_block_stop` per thinking
+/// (`thinking_delta`s, then a `signature_delta` when the reasoning is signed), text or
+/// tool_use block, `redacted_thinking` blocks whole, `message_delta` with the stop reason and the complete usage, and
 /// `message_stop`. Every event carries its `event:` line.
 #[derive(Debug, Default)]
 pub struct StreamEncoder {
@@ -231,7 +262,9 @@ impl StreamEncoder {
     }
 
     fn close(&mut self, out: &mut BytesMut) {
-        if let Some(Open::Text(index) | Open::Tool(index)) = self.open.take() {
+        if let Some(Open::Text(index) | Open::Tool(index) | Open::Thinking(index)) =
+            self.open.take()
+        {
             let stop = json!({"type": "content_block_stop", "index": index});
             write_event(out, Some("content_block_stop"), &stop);
         }
@@ -244,6 +277,20 @@ impl StreamEncoder {
         let start = json!({"type": "content_block_start", "index": index, "content_block": block});
         write_event(out, Some("content_block_start"), &start);
         index
+    }
+
+    /// The open thinking block, opened after the message start if need be.
+    fn thinking_block(&mut self, out: &mut BytesMut) -> u32 {
+        self.start(out);
+        match self.open {
+            Some(Open::Thinking(index)) => index,
+            _ => {
+                let block = json!({"type": "thinking", "thinking": "", "signature": ""});
+                let index = self.open(out, block);
+                self.open = Some(Open::Thinking(index));
+                index
+            }
+        }
     }
 
     /// Encodes one event into `out`.
@@ -273,6 +320,33 @@ impl StreamEncoder {
                     delta: OutDeltaBody::TextDelta { text },
                 };
                 write_event(out, Some("content_block_delta"), &delta);
+            }
+            StreamEvent::Reasoning(text) => {
+                let index = self.thinking_block(out);
+                let delta = OutDelta {
+                    kind: "content_block_delta",
+                    index,
+                    delta: OutDeltaBody::ThinkingDelta { thinking: text },
+                };
+                write_event(out, Some("content_block_delta"), &delta);
+            }
+            StreamEvent::ReasoningSignature(signature) => {
+                let index = self.thinking_block(out);
+                let delta = OutDelta {
+                    kind: "content_block_delta",
+                    index,
+                    delta: OutDeltaBody::SignatureDelta { signature },
+                };
+                write_event(out, Some("content_block_delta"), &delta);
+                // The signature is the last thing of a thinking block.
+                self.close(out);
+            }
+            StreamEvent::RedactedReasoning(data) => {
+                self.start(out);
+                let block = json!({"type": "redacted_thinking", "data": data});
+                let index = self.open(out, block);
+                self.open = Some(Open::Thinking(index));
+                self.close(out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.start(out);

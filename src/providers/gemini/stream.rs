@@ -114,9 +114,10 @@ impl StreamDecoder {
         for candidate in chunk.candidates.into_iter().take(1) {
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
                 if part.thought == Some(true) {
-                    continue;
-                }
-                if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+                    if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+                        emit(StreamEvent::Reasoning(text));
+                    }
+                } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
                     emit(StreamEvent::Text(text));
                 } else if let Some(call) = part.function_call {
                     let index = self.calls;
@@ -164,6 +165,7 @@ pub struct StreamEncoder {
     model: String,
     calls: Vec<(String, String)>,
     usage: Option<Usage>,
+    finish: Option<FinishReason>,
     done: bool,
 }
 
@@ -200,6 +202,11 @@ impl StreamEncoder {
                 self.model = model.to_string();
             }
             StreamEvent::Text(text) => self.chunk(out, vec![json!({"text": text})], None),
+            StreamEvent::Reasoning(text) => {
+                self.chunk(out, vec![json!({"text": text, "thought": true})], None)
+            }
+            // Anthropic's signatures and redacted blocks have no Gemini form.
+            StreamEvent::ReasoningSignature(_) | StreamEvent::RedactedReasoning(_) => {}
             StreamEvent::ToolCallStart { name, .. } => {
                 self.calls.push((name.to_string(), String::new()));
             }
@@ -209,8 +216,12 @@ impl StreamEncoder {
                 }
             }
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
-            StreamEvent::Finish(reason) => self.finish(out, reason),
-            StreamEvent::Done => self.finish(out, &FinishReason::Stop),
+            // The last chunk waits for the end: OpenAI sends its usage after the finish.
+            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            StreamEvent::Done => {
+                let reason = self.finish.take().unwrap_or(FinishReason::Stop);
+                self.finish(out, &reason);
+            }
             StreamEvent::Error(err) => {
                 self.done = true;
                 write_event(out, None, &err.to_json(crate::Dialect::Gemini));

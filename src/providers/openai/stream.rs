@@ -49,7 +49,27 @@ struct Delta<'a> {
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking_blocks: Option<Vec<ThinkingBlock<'a>>>,
+    #[serde(default, borrow)]
     tool_calls: Option<Vec<CallDelta<'a>>>,
+}
+
+/// LiteLLM's `thinking_blocks` in a delta: how a signature (or a redacted block) of
+/// Anthropic's travels in an OpenAI stream.
+#[derive(Deserialize)]
+struct ThinkingBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    data: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +128,27 @@ impl StreamDecoder {
         let mut finish = None;
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
+                let reasoning = delta.reasoning_content.or(delta.reasoning);
+                let has_reasoning = reasoning.as_ref().is_some_and(|r| !r.is_empty());
+                if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
+                    emit(StreamEvent::Reasoning(text));
+                }
+                for block in delta.thinking_blocks.into_iter().flatten() {
+                    if block.kind == "redacted_thinking" {
+                        if let Some(data) = block.data {
+                            emit(StreamEvent::RedactedReasoning(data));
+                        }
+                        continue;
+                    }
+                    // The text of a block that repeats `reasoning_content` is not sent twice.
+                    match block.thinking.filter(|t| !t.is_empty()) {
+                        Some(text) if !has_reasoning => emit(StreamEvent::Reasoning(text)),
+                        _ => {}
+                    }
+                    if let Some(signature) = block.signature.filter(|s| !s.is_empty()) {
+                        emit(StreamEvent::ReasoningSignature(signature));
+                    }
+                }
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                     emit(StreamEvent::Text(text));
                 }
@@ -173,7 +214,23 @@ struct OutDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_blocks: Option<[OutThinking<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[OutCall<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutThinking<'a> {
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -199,6 +256,13 @@ struct OutUsage {
     completion_tokens: u64,
     total_tokens: u64,
     prompt_tokens_details: CachedTokens,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningTokens>,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
 }
 
 #[derive(Serialize)]
@@ -215,12 +279,17 @@ impl From<&Usage> for OutUsage {
             prompt_tokens_details: CachedTokens {
                 cached_tokens: u.cached_tokens,
             },
+            completion_tokens_details: (u.reasoning_tokens > 0).then_some(ReasoningTokens {
+                reasoning_tokens: u.reasoning_tokens,
+            }),
         }
     }
 }
 
 /// Writes canonical events as an OpenAI stream: the first chunk carries
-/// `role: assistant`, tool calls stream as `tool_calls` deltas, the usage chunk
+/// `role: assistant`, reasoning streams as `reasoning_content` deltas (with a
+/// signature or a redacted block as a LiteLLM `thinking_blocks` delta), tool calls
+/// stream as `tool_calls` deltas, the usage chunk
 /// (`choices: []`) comes only when the client asked for it, and the stream ends with
 /// `data: [DONE]`.
 #[derive(Debug)]
@@ -283,6 +352,31 @@ impl StreamEncoder {
             StreamEvent::Text(text) => {
                 let delta = OutDelta {
                     content: Some(text),
+                    ..OutDelta::default()
+                };
+                self.chunk(out, delta, None);
+            }
+            StreamEvent::Reasoning(text) => {
+                let delta = OutDelta {
+                    reasoning_content: Some(text),
+                    ..OutDelta::default()
+                };
+                self.chunk(out, delta, None);
+            }
+            StreamEvent::ReasoningSignature(signature) => {
+                let block = OutThinking::Thinking {
+                    thinking: "",
+                    signature,
+                };
+                let delta = OutDelta {
+                    thinking_blocks: Some([block]),
+                    ..OutDelta::default()
+                };
+                self.chunk(out, delta, None);
+            }
+            StreamEvent::RedactedReasoning(data) => {
+                let delta = OutDelta {
+                    thinking_blocks: Some([OutThinking::RedactedThinking { data }]),
                     ..OutDelta::default()
                 };
                 self.chunk(out, delta, None);
