@@ -68,6 +68,7 @@ pub mod gemini;
 pub mod openai;
 mod translate;
 mod util;
+mod wire;
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
@@ -173,7 +174,7 @@ impl StreamDecoder {
     /// Decodes one SSE event, calling `emit` with each canonical event it holds. An
     /// event that cannot be parsed is a [`StreamEvent::Error`]; unknown event types are
     /// skipped.
-    pub fn decode<'e>(&mut self, event: &'e Event, emit: &mut dyn FnMut(StreamEvent<'e>)) {
+    pub fn decode(&mut self, event: &Event, emit: &mut dyn FnMut(StreamEvent<'_>)) {
         match self {
             StreamDecoder::OpenAi(d) => d.decode(event, emit),
             StreamDecoder::Anthropic(d) => d.decode(event, emit),

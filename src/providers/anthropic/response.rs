@@ -48,26 +48,50 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
         .get("stop_reason")
         .and_then(Value::as_str)
         .map(decode_stop);
-    res.usage = v.get("usage").map(|u| decode_usage(u, None));
+    res.usage = v.get("usage").map(|u| decode_usage(WireUsage::of(u), None));
     Ok(res)
+}
+
+/// Anthropic `usage`, read without a `Value` in streams.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+pub(crate) struct WireUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn of(usage: &Value) -> WireUsage {
+        let n = |k: &str| usage.get(k).and_then(Value::as_u64);
+        WireUsage {
+            input_tokens: n("input_tokens"),
+            cache_read_input_tokens: n("cache_read_input_tokens"),
+            cache_creation_input_tokens: n("cache_creation_input_tokens"),
+            output_tokens: n("output_tokens"),
+        }
+    }
 }
 
 /// Anthropic `usage`. `input_tokens` excludes cache reads and writes, so the
 /// canonical prompt count adds them back. `base` is what earlier events reported
 /// (a `message_delta` carries only what changed).
-pub(crate) fn decode_usage(usage: &Value, base: Option<Usage>) -> Usage {
+pub(crate) fn decode_usage(usage: WireUsage, base: Option<Usage>) -> Usage {
     let mut out = base.unwrap_or_default();
-    let n = |k: &str| usage.get(k).and_then(Value::as_u64);
-    let input = n("input_tokens");
-    let read = n("cache_read_input_tokens");
-    let write = n("cache_creation_input_tokens");
+    let input = usage.input_tokens;
+    let read = usage.cache_read_input_tokens;
+    let write = usage.cache_creation_input_tokens;
     if input.is_some() || read.is_some() || write.is_some() {
         let fresh = input.unwrap_or(out.prompt_tokens - out.cached_tokens - out.cache_write_tokens);
         out.cached_tokens = read.unwrap_or(out.cached_tokens);
         out.cache_write_tokens = write.unwrap_or(out.cache_write_tokens);
         out.prompt_tokens = fresh + out.cached_tokens + out.cache_write_tokens;
     }
-    if let Some(output) = n("output_tokens") {
+    if let Some(output) = usage.output_tokens {
         out.completion_tokens = output;
     }
     out

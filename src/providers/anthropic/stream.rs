@@ -8,12 +8,16 @@ use std::borrow::Cow;
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::response::{decode_error, decode_stop, decode_usage, encode_stop, encode_usage};
+use super::response::{
+    decode_error, decode_stop, decode_usage, encode_stop, encode_usage, WireUsage,
+};
 use crate::error::GatewayError;
 use crate::outcome::Usage;
 use crate::providers::canonical::{FinishReason, StreamEvent};
+use crate::providers::wire::{text, Str};
 use crate::providers::{malformed_event, write_event};
 use crate::sse::Event;
 use crate::Dialect;
@@ -24,7 +28,7 @@ use crate::Dialect;
 struct Wire<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(default)]
+    #[serde(default, borrow)]
     message: Option<MessageStart<'a>>,
     #[serde(default)]
     index: Option<u32>,
@@ -33,7 +37,7 @@ struct Wire<'a> {
     #[serde(default, borrow)]
     delta: Option<Delta<'a>>,
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
@@ -43,7 +47,7 @@ struct MessageStart<'a> {
     #[serde(default, borrow)]
     model: Cow<'a, str>,
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
@@ -51,31 +55,31 @@ struct Block<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
     #[serde(default, borrow)]
-    thinking: Option<Cow<'a, str>>,
+    thinking: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    signature: Option<Cow<'a, str>>,
+    signature: Option<Str<'a>>,
     #[serde(default, borrow)]
-    data: Option<Cow<'a, str>>,
+    data: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    partial_json: Option<Cow<'a, str>>,
+    partial_json: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    thinking: Option<Cow<'a, str>>,
+    thinking: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    signature: Option<Cow<'a, str>>,
+    signature: Option<Str<'a>>,
     #[serde(default, borrow)]
-    stop_reason: Option<Cow<'a, str>>,
+    stop_reason: Option<Str<'a>>,
 }
 
 /// Reads an Anthropic stream into canonical events. Unknown event types (and
@@ -86,6 +90,8 @@ pub struct StreamDecoder {
     /// Content block index → tool call index.
     tools: Vec<(u32, u32)>,
     next_tool: u32,
+    /// Unescaped text of the current event's strings (see `providers::wire`).
+    scratch: String,
 }
 
 impl StreamDecoder {
@@ -95,9 +101,10 @@ impl StreamDecoder {
     }
 
     /// Decodes one SSE event.
-    pub fn decode<'e>(&mut self, event: &'e Event, emit: &mut dyn FnMut(StreamEvent<'e>)) {
+    pub fn decode(&mut self, event: &Event, emit: &mut dyn FnMut(StreamEvent<'_>)) {
         let Some(data) = event.data() else { return };
-        let wire: Wire<'e> = match serde_json::from_str(data) {
+        let scratch = &mut self.scratch;
+        let wire: Wire<'_> = match serde_json::from_str(data) {
             Ok(wire) => wire,
             Err(_) => return emit(StreamEvent::Error(malformed_event())),
         };
@@ -111,7 +118,7 @@ impl StreamDecoder {
                     model: message.model,
                 });
                 if let Some(usage) = message.usage {
-                    let usage = decode_usage(&usage, self.usage);
+                    let usage = decode_usage(usage, self.usage);
                     self.usage = Some(usage);
                     emit(StreamEvent::Usage(usage));
                 }
@@ -122,8 +129,8 @@ impl StreamDecoder {
                 };
                 match &*block.kind {
                     "text" => {
-                        if let Some(text) = block.text.filter(|t| !t.is_empty()) {
-                            emit(StreamEvent::Text(text));
+                        if let Some(text) = text(block.text, scratch).filter(|t| !t.is_empty()) {
+                            emit(StreamEvent::Text(text.into()));
                         }
                     }
                     "tool_use" => {
@@ -132,21 +139,22 @@ impl StreamDecoder {
                         self.tools.push((index, tool));
                         emit(StreamEvent::ToolCallStart {
                             index: tool,
-                            id: block.id.unwrap_or_default(),
-                            name: block.name.unwrap_or_default(),
+                            id: block.id.unwrap_or_default().0,
+                            name: block.name.unwrap_or_default().0,
                         });
                     }
                     "thinking" => {
-                        if let Some(text) = block.thinking.filter(|t| !t.is_empty()) {
-                            emit(StreamEvent::Reasoning(text));
+                        if let Some(text) = text(block.thinking, scratch).filter(|t| !t.is_empty())
+                        {
+                            emit(StreamEvent::Reasoning(text.into()));
                         }
                         if let Some(signature) = block.signature.filter(|s| !s.is_empty()) {
-                            emit(StreamEvent::ReasoningSignature(signature));
+                            emit(StreamEvent::ReasoningSignature(signature.0));
                         }
                     }
                     "redacted_thinking" => {
                         emit(StreamEvent::RedactedReasoning(
-                            block.data.unwrap_or_default(),
+                            block.data.unwrap_or_default().0,
                         ));
                     }
                     _ => {} // server-tool blocks have no canonical form
@@ -156,25 +164,27 @@ impl StreamDecoder {
                 let Some(delta) = wire.delta else {
                     return emit(StreamEvent::Error(malformed_event()));
                 };
-                if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
-                    emit(StreamEvent::Text(text));
-                } else if let Some(text) = delta.thinking.filter(|t| !t.is_empty()) {
-                    emit(StreamEvent::Reasoning(text));
+                if let Some(text) = text(delta.text, scratch).filter(|t| !t.is_empty()) {
+                    emit(StreamEvent::Text(text.into()));
+                } else if let Some(text) = text(delta.thinking, scratch).filter(|t| !t.is_empty()) {
+                    emit(StreamEvent::Reasoning(text.into()));
                 } else if let Some(signature) = delta.signature.filter(|s| !s.is_empty()) {
-                    emit(StreamEvent::ReasoningSignature(signature));
-                } else if let Some(json) = delta.partial_json.filter(|j| !j.is_empty()) {
+                    emit(StreamEvent::ReasoningSignature(signature.0));
+                } else if let Some(json) =
+                    text(delta.partial_json, scratch).filter(|j| !j.is_empty())
+                {
                     let block = wire.index.unwrap_or(0);
                     if let Some(&(_, index)) = self.tools.iter().find(|(b, _)| *b == block) {
                         emit(StreamEvent::ToolCallArgs {
                             index,
-                            arguments: json,
+                            arguments: json.into(),
                         });
                     }
                 }
             }
             "message_delta" => {
                 if let Some(usage) = wire.usage {
-                    let usage = decode_usage(&usage, self.usage);
+                    let usage = decode_usage(usage, self.usage);
                     self.usage = Some(usage);
                     emit(StreamEvent::Usage(usage));
                 }
