@@ -214,6 +214,8 @@ struct OutDelta<'a> {
     delta: OutDeltaBody<'a>,
 }
 
+// The variant names are Anthropic's `type` tags.
+#[allow(clippy::enum_variant_names)]
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum OutDeltaBody<'a> {
