@@ -83,6 +83,10 @@ pub struct Usage {
     pub cached_tokens: u64,
     /// Input tokens written to the provider's prompt cache (Anthropic).
     pub cache_write_tokens: u64,
+    /// Output tokens the model spent reasoning, already counted in `completion_tokens`
+    /// (OpenAI `completion_tokens_details.reasoning_tokens`, Gemini
+    /// `thoughtsTokenCount`); 0 when the provider does not say (Anthropic).
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -98,6 +102,12 @@ impl Usage {
     /// Sets the cached input tokens.
     pub fn with_cached(mut self, cached_tokens: u64) -> Self {
         self.cached_tokens = cached_tokens;
+        self
+    }
+
+    /// Sets the reasoning tokens (part of the completion tokens).
+    pub fn with_reasoning(mut self, reasoning_tokens: u64) -> Self {
+        self.reasoning_tokens = reasoning_tokens;
         self
     }
 }

@@ -151,7 +151,7 @@ fn on_event(
 fn on_canonical(event: &StreamEvent<'_>, seen: &mut Seen) {
     let chars = |s: &str| s.chars().count() as u64;
     match event {
-        StreamEvent::Text(text) => seen.output_chars += chars(text),
+        StreamEvent::Text(text) | StreamEvent::Reasoning(text) => seen.output_chars += chars(text),
         StreamEvent::ToolCallStart { name, .. } => seen.output_chars += chars(name),
         StreamEvent::ToolCallArgs { arguments, .. } => seen.output_chars += chars(arguments),
         // Totals: Anthropic's combined, Gemini's cumulative; the last one wins.
@@ -181,6 +181,7 @@ fn on_native_json(dialect: Dialect, body: &[u8], seen: &mut Seen) {
     for part in &res.content {
         seen.output_chars += match part {
             Part::Text(text) => text.chars().count() as u64,
+            Part::Reasoning(r) => r.text.chars().count() as u64,
             Part::ToolCall(call) => {
                 (call.name.chars().count() + call.arguments.chars().count()) as u64
             }
@@ -202,12 +203,20 @@ struct WireUsage {
     /// DeepSeek's name for cached input tokens.
     #[serde(default)]
     prompt_cache_hit_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
 }
 
 #[derive(Deserialize)]
 struct PromptDetails {
     #[serde(default)]
     cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
 }
 
 impl From<WireUsage> for Usage {
@@ -217,7 +226,13 @@ impl From<WireUsage> for Usage {
             .and_then(|d| d.cached_tokens)
             .or(wire.prompt_cache_hit_tokens)
             .unwrap_or(0);
-        Usage::new(wire.prompt_tokens, wire.completion_tokens).with_cached(cached)
+        let reasoning = wire
+            .completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0);
+        Usage::new(wire.prompt_tokens, wire.completion_tokens)
+            .with_cached(cached)
+            .with_reasoning(reasoning)
     }
 }
 

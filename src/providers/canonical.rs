@@ -51,6 +51,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// An end-user id for abuse monitoring.
     pub user: Option<String>,
+    /// How much the model may reason before it answers (`None`: the provider's default).
+    pub thinking: Option<Thinking>,
     /// Fields of the source request without a canonical form, named as the client
     /// sent them (`logprobs`, `thinking`, `messages[2].content[0]`, ...).
     pub unsupported: Vec<String>,
@@ -99,6 +101,152 @@ pub enum Part {
     ToolCall(ToolCall),
     /// The result of a tool call (user messages).
     ToolResult(ToolResult),
+    /// The model's reasoning before it answered (assistant messages, first).
+    Reasoning(Reasoning),
+}
+
+/// Reasoning ("thinking") the model did before it answered.
+///
+/// A signature is Anthropic's: it proves the text came from the model, and Anthropic
+/// refuses earlier thinking blocks without one. Gemini's thought signatures are not
+/// kept (they only matter when a Gemini answer goes back to Gemini, which is a byte
+/// pass-through), so a signature here is always one Anthropic can check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reasoning {
+    /// The reasoning text (empty when redacted).
+    pub text: String,
+    /// Anthropic's `signature` of the thinking block, if it had one.
+    pub signature: Option<String>,
+    /// Anthropic's `redacted_thinking` data: reasoning the provider encrypted, opaque.
+    pub redacted: Option<String>,
+}
+
+impl Reasoning {
+    /// Reasoning text without a signature.
+    pub fn text(text: impl Into<String>) -> Self {
+        Reasoning {
+            text: text.into(),
+            ..Reasoning::default()
+        }
+    }
+
+    /// Reasoning text with Anthropic's signature.
+    pub fn signed(text: impl Into<String>, signature: impl Into<String>) -> Self {
+        Reasoning {
+            text: text.into(),
+            signature: Some(signature.into()),
+            redacted: None,
+        }
+    }
+
+    /// Redacted reasoning: only the opaque data travels.
+    pub fn redacted(data: impl Into<String>) -> Self {
+        Reasoning {
+            redacted: Some(data.into()),
+            ..Reasoning::default()
+        }
+    }
+}
+
+/// How much the model may reason before it answers: OpenAI `reasoning_effort`,
+/// Anthropic `thinking`, Gemini `generationConfig.thinkingConfig`.
+///
+/// | canonical | OpenAI | Anthropic | Gemini |
+/// |---|---|---|---|
+/// | `Off` | (omitted) | `{"type": "disabled"}` | `thinkingBudget: 0` |
+/// | `Effort(e)` | `reasoning_effort: e` | `budget_tokens:` [`Effort::budget`] | `thinkingBudget:` [`Effort::budget`] |
+/// | `Budget(n)` | [`Effort::from_budget`] | `budget_tokens: n` (at least 1024) | `thinkingBudget: n` |
+/// | `Dynamic` | `medium` | `budget_tokens: 8192` | `thinkingBudget: -1` |
+///
+/// Gemini is always asked for its thoughts (`includeThoughts: true`) when reasoning is
+/// on, since the other dialects show the reasoning they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thinking {
+    /// No reasoning (OpenAI `none`, Anthropic `disabled`, Gemini budget 0).
+    Off,
+    /// An effort level (OpenAI `reasoning_effort`, Gemini 3 `thinkingLevel`).
+    Effort(Effort),
+    /// A budget of reasoning tokens (Anthropic `budget_tokens`, Gemini `thinkingBudget`).
+    Budget(u64),
+    /// The model decides (Gemini `thinkingBudget: -1`).
+    Dynamic,
+}
+
+/// An OpenAI `reasoning_effort` level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effort {
+    /// `minimal`.
+    Minimal,
+    /// `low`.
+    Low,
+    /// `medium`.
+    Medium,
+    /// `high`.
+    High,
+    /// `xhigh`.
+    XHigh,
+}
+
+impl Effort {
+    /// The level of an OpenAI `reasoning_effort` (or Gemini `thinkingLevel`) name.
+    pub fn parse(name: &str) -> Option<Effort> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "minimal" => Effort::Minimal,
+            "low" => Effort::Low,
+            "medium" => Effort::Medium,
+            "high" => Effort::High,
+            "xhigh" => Effort::XHigh,
+            _ => return None,
+        })
+    }
+
+    /// OpenAI's name for the level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effort::Minimal => "minimal",
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::XHigh => "xhigh",
+        }
+    }
+
+    /// The token budget a level stands for with Anthropic and Gemini: Google's own
+    /// mapping for its OpenAI-compatible endpoint (low 1024, medium 8192, high 24576),
+    /// with `minimal` at Anthropic's smallest budget and `xhigh` at 32768.
+    pub fn budget(self) -> u64 {
+        match self {
+            Effort::Minimal | Effort::Low => 1024,
+            Effort::Medium => 8192,
+            Effort::High => 24576,
+            Effort::XHigh => 32768,
+        }
+    }
+
+    /// The level nearest a token budget, for OpenAI: up to 4095 tokens `low`, up to
+    /// 16383 `medium`, up to 28671 `high`, above that `xhigh` (the midpoints between the
+    /// budgets of [`budget`](Effort::budget)).
+    pub fn from_budget(budget: u64) -> Effort {
+        match budget {
+            0..=4095 => Effort::Low,
+            4096..=16383 => Effort::Medium,
+            16384..=28671 => Effort::High,
+            _ => Effort::XHigh,
+        }
+    }
+}
+
+impl Thinking {
+    /// The token budget for Anthropic and Gemini (`None` when reasoning is off or
+    /// dynamic).
+    pub fn budget(self) -> Option<u64> {
+        match self {
+            Thinking::Off | Thinking::Dynamic => None,
+            Thinking::Effort(effort) => Some(effort.budget()),
+            Thinking::Budget(n) => Some(n),
+        }
+    }
 }
 
 /// An image in a user message.
@@ -200,7 +348,7 @@ pub struct ChatResponse {
     pub id: String,
     /// The model that answered.
     pub model: String,
-    /// Text and tool calls, in order.
+    /// Reasoning, text and tool calls, in order.
     pub content: Vec<Part>,
     /// Why the model stopped.
     pub finish: Option<FinishReason>,
@@ -235,6 +383,14 @@ pub enum StreamEvent<'a> {
     },
     /// A piece of text.
     Text(Cow<'a, str>),
+    /// A piece of reasoning text (Anthropic `thinking_delta`, OpenAI-compatible
+    /// `reasoning_content`, a Gemini part with `thought: true`).
+    Reasoning(Cow<'a, str>),
+    /// The signature of the reasoning streamed so far (Anthropic `signature_delta`); it
+    /// ends that reasoning block.
+    ReasoningSignature(Cow<'a, str>),
+    /// A whole block of redacted reasoning (Anthropic `redacted_thinking`), opaque.
+    RedactedReasoning(Cow<'a, str>),
     /// A tool call starts (`index` counts tool calls from 0).
     ToolCallStart {
         /// Index of the call among this answer's tool calls.

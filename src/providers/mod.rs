@@ -16,6 +16,11 @@
 //! [`StreamDecoder`] of the provider's dialect feeding a [`StreamEncoder`] of the
 //! client's ([`TranslateStream`] does it on a body), holding at most one partial event.
 //!
+//! Reasoning travels too: the request setting ([`Thinking`]: OpenAI `reasoning_effort`,
+//! Anthropic `thinking`, Gemini `thinkingConfig`), reasoning parts of answers and of
+//! earlier turns ([`Reasoning`], with Anthropic's signature), and reasoning in streams
+//! ([`StreamEvent::Reasoning`]). Each dialect module says what it sends and keeps.
+//!
 //! A request feature the target cannot express (`n > 1` to Anthropic, an image URL to
 //! Gemini, a server tool, `logprobs`, ...) is a 400 naming the field, never a silent
 //! drop. [`Upstream`](crate::upstream::Upstream) uses this module when the client's
@@ -63,6 +68,7 @@ pub mod gemini;
 pub mod openai;
 mod translate;
 mod util;
+mod wire;
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
@@ -168,7 +174,7 @@ impl StreamDecoder {
     /// Decodes one SSE event, calling `emit` with each canonical event it holds. An
     /// event that cannot be parsed is a [`StreamEvent::Error`]; unknown event types are
     /// skipped.
-    pub fn decode<'e>(&mut self, event: &'e Event, emit: &mut dyn FnMut(StreamEvent<'e>)) {
+    pub fn decode(&mut self, event: &Event, emit: &mut dyn FnMut(StreamEvent<'_>)) {
         match self {
             StreamDecoder::OpenAi(d) => d.decode(event, emit),
             StreamDecoder::Anthropic(d) => d.decode(event, emit),

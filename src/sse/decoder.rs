@@ -10,25 +10,62 @@ const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 ///
 /// A block may hold only comments or blank lines; then [`data`](Event::data) is `None`
 /// and a consumer that forwards bytes still forwards [`raw`](Event::raw).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Event {
-    event: Option<String>,
-    data: Option<String>,
+    event: Field,
+    data: Field,
     id: Option<String>,
     retry: Option<u64>,
     oversized: bool,
     raw: Bytes,
 }
 
+/// A field's value: most events have one `data:` line and one `event:` line, kept as
+/// spans of the block's bytes so that decoding an event allocates nothing; several
+/// `data:` lines (joined) or invalid UTF-8 (replaced) need a `String`.
+#[derive(Clone, Default)]
+enum Field {
+    #[default]
+    Absent,
+    /// `raw[start..end]`, valid UTF-8.
+    Span(usize, usize),
+    Owned(String),
+}
+
+impl Field {
+    fn get<'a>(&'a self, raw: &'a [u8]) -> Option<&'a str> {
+        match self {
+            Field::Absent => None,
+            // Checked when the line was read; checking again costs what a copy would
+            // have, without the allocation (and without `unsafe`).
+            Field::Span(start, end) => std::str::from_utf8(raw.get(*start..*end)?).ok(),
+            Field::Owned(s) => Some(s),
+        }
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.event() == other.event()
+            && self.data() == other.data()
+            && self.id == other.id
+            && self.retry == other.retry
+            && self.oversized == other.oversized
+            && self.raw == other.raw
+    }
+}
+
+impl Eq for Event {}
+
 impl Event {
     /// The `event:` field, if any.
     pub fn event(&self) -> Option<&str> {
-        self.event.as_deref()
+        self.event.get(&self.raw)
     }
 
     /// The `data:` lines joined by `\n`, or `None` when the block had no `data:` line.
     pub fn data(&self) -> Option<&str> {
-        self.data.as_deref()
+        self.data.get(&self.raw)
     }
 
     /// The `id:` field, if any.
@@ -55,8 +92,8 @@ impl Event {
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
-            .field("event", &self.event)
-            .field("data", &self.data)
+            .field("event", &self.event())
+            .field("data", &self.data())
             .field("id", &self.id)
             .field("retry", &self.retry)
             .field("oversized", &self.oversized)
@@ -83,8 +120,8 @@ pub struct Decoder {
 
 #[derive(Default)]
 struct Fields {
-    event: Option<String>,
-    data: Option<String>,
+    event: Field,
+    data: Field,
     id: Option<String>,
     retry: Option<u64>,
 }
@@ -182,16 +219,27 @@ impl Decoder {
             }
             None => (line, &b""[..]),
         };
+        // Where `value` sits in the block (the buffer starts with the block).
+        let value_end = end;
+        let value_start = end - value.len();
         let text = || String::from_utf8_lossy(value).into_owned();
+        let field = || match std::str::from_utf8(value) {
+            Ok(_) => Field::Span(value_start, value_end),
+            Err(_) => Field::Owned(text()),
+        };
         match name {
-            b"data" => match &mut self.current.data {
-                Some(data) => {
-                    data.push('\n');
-                    data.push_str(&String::from_utf8_lossy(value));
+            b"data" => {
+                self.current.data = match std::mem::take(&mut self.current.data) {
+                    Field::Absent => field(),
+                    earlier => {
+                        let mut data = earlier.get(&self.buf).unwrap_or_default().to_owned();
+                        data.push('\n');
+                        data.push_str(&String::from_utf8_lossy(value));
+                        Field::Owned(data)
+                    }
                 }
-                None => self.current.data = Some(text()),
-            },
-            b"event" => self.current.event = Some(text()),
+            }
+            b"event" => self.current.event = field(),
             b"id" if !value.contains(&0) => self.current.id = Some(text()),
             b"retry" => {
                 self.current.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
@@ -219,8 +267,8 @@ impl Decoder {
         self.line_start = 0;
         let end = self.buf.len();
         Event {
-            event: None,
-            data: None,
+            event: Field::Absent,
+            data: Field::Absent,
             id: None,
             retry: None,
             oversized: true,

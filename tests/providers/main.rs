@@ -2,6 +2,7 @@
 //! written after the providers' published formats, and round trips through the
 //! canonical form.
 
+mod reasoning;
 mod requests;
 mod responses;
 mod roundtrip;

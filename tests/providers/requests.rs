@@ -242,15 +242,18 @@ fn unsupported_features_are_400_naming_the_field() {
         let json = err.to_json(Dialect::OpenAi);
         assert_eq!(json["error"]["param"], param, "{extra}: {json}");
     }
-    // Anthropic server tools and thinking cannot go to OpenAI.
-    let anthropic = json!({"model": "m", "max_tokens": 5, "thinking": {"type": "enabled", "budget_tokens": 1024},
+    // A thinking mode without a canonical form cannot go to OpenAI.
+    let anthropic = json!({"model": "m", "max_tokens": 5, "thinking": {"type": "someday"},
         "messages": [{"role": "user", "content": "hi"}]});
     let err = encode_request(
         Dialect::OpenAi,
         &decode_request(Dialect::Anthropic, &anthropic).unwrap(),
     )
     .unwrap_err();
-    assert_eq!(err.to_json(Dialect::OpenAi)["error"]["param"], "thinking");
+    assert_eq!(
+        err.to_json(Dialect::OpenAi)["error"]["param"],
+        "thinking.type"
+    );
 }
 
 /// Malformed requests are 400s naming the field, never panics.

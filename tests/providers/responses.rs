@@ -62,6 +62,7 @@ fn gemini_parallel_calls_and_cached_usage_to_openai_and_anthropic() {
         "Gemini says STOP after calls"
     );
     assert_eq!(choice["message"]["content"], Value::Null);
+    assert_eq!(choice["message"]["reasoning_content"], "thinking...");
     assert_eq!(choice["message"]["tool_calls"][0]["id"], "call_r1_0");
     assert_eq!(
         choice["message"]["tool_calls"][1]["function"]["name"],
@@ -69,12 +70,20 @@ fn gemini_parallel_calls_and_cached_usage_to_openai_and_anthropic() {
     );
     assert_eq!(out["usage"]["prompt_tokens"], 120);
     assert_eq!(out["usage"]["completion_tokens"], 12, "thoughts are output");
+    assert_eq!(
+        out["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        3
+    );
     assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
 
     let out = translate(Dialect::Gemini, Dialect::Anthropic, &response);
     assert_eq!(out["stop_reason"], "tool_use");
     assert_eq!(
         out["content"][0],
+        json!({"type": "thinking", "thinking": "thinking...", "signature": ""})
+    );
+    assert_eq!(
+        out["content"][1],
         json!({"type": "tool_use", "id": "call_r1_0", "name": "weather", "input": {"city": "Oslo"}})
     );
     assert_eq!(

@@ -24,7 +24,11 @@ const KNOWN: &[&str] = &[
     "tool_choice",
     "metadata",
     "service_tier",
+    "thinking",
 ];
+
+/// Anthropic's smallest `budget_tokens`.
+pub const MIN_THINKING_BUDGET: u64 = 1024;
 
 /// Parses an Anthropic `/v1/messages` body.
 pub fn decode_request(body: &Value) -> Result<ChatRequest, GatewayError> {
@@ -119,9 +123,21 @@ pub fn decode_request(body: &Value) -> Result<ChatRequest, GatewayError> {
     if let Some(meta) = get(obj, "metadata") {
         req.user = opt_str(object(meta, "metadata")?, "user_id", "metadata")?.map(str::to_owned);
     }
+    if let Some(thinking) = get(obj, "thinking") {
+        let t = object(thinking, "thinking")?;
+        req.thinking = match req_str(t, "type", "thinking")? {
+            "enabled" => Some(Thinking::Budget(
+                opt_u64(t, "budget_tokens")?.ok_or_else(|| missing("thinking.budget_tokens"))?,
+            )),
+            "disabled" => Some(Thinking::Off),
+            _ => {
+                req.unsupported.push("thinking.type".into());
+                None
+            }
+        };
+    }
     for (key, value) in obj {
-        let disabled_thinking = key == "thinking" && value.get("type") == Some(&json!("disabled"));
-        if !KNOWN.contains(&key.as_str()) && !value.is_null() && !disabled_thinking {
+        if !KNOWN.contains(&key.as_str()) && !value.is_null() {
             req.unsupported.push(key.clone());
         }
     }
@@ -170,8 +186,16 @@ fn decode_blocks(
                     is_error: opt_bool(b, "is_error", &bpath)?.unwrap_or(false),
                 }));
             }
-            // Earlier turns' reasoning: Anthropic itself ignores it, others cannot take it.
-            "thinking" | "redacted_thinking" => {}
+            "thinking" => parts.push(Part::Reasoning(Reasoning {
+                text: req_str(b, "thinking", &bpath)?.to_owned(),
+                signature: opt_str(b, "signature", &bpath)?
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+                redacted: None,
+            })),
+            "redacted_thinking" => parts.push(Part::Reasoning(Reasoning::redacted(req_str(
+                b, "data", &bpath,
+            )?))),
             _ => req.unsupported.push(bpath),
         }
     }
@@ -238,6 +262,14 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
             .iter()
             .partition(|p| matches!(p, Part::ToolResult(_)));
         for (j, part) in results.into_iter().chain(rest).enumerate() {
+            // Anthropic checks the signature of earlier thinking and refuses a block
+            // without one; reasoning from another provider cannot be signed, so it stays
+            // behind (Anthropic would only have used it in the current tool loop).
+            if let Part::Reasoning(r) = part {
+                if r.signature.is_none() && r.redacted.is_none() {
+                    continue;
+                }
+            }
             blocks.push(encode_part(part, &format!("messages[{i}].content[{j}]"))?);
         }
         if blocks.is_empty() {
@@ -256,10 +288,11 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
     let mut out = Map::new();
     out.insert("model".into(), json!(req.model));
     out.insert("messages".into(), Value::Array(messages));
-    out.insert(
-        "max_tokens".into(),
-        json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
-    );
+    let (max_tokens, thinking) = encode_thinking(req)?;
+    out.insert("max_tokens".into(), json!(max_tokens));
+    if let Some(thinking) = thinking {
+        out.insert("thinking".into(), thinking);
+    }
     if let Some(system) = &req.system {
         out.insert("system".into(), json!(system));
     }
@@ -305,6 +338,43 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
     Ok(Value::Object(out))
 }
 
+/// `max_tokens` and `thinking` for Anthropic. Its budget counts within `max_tokens` and
+/// must be below it, and at least [`MIN_THINKING_BUDGET`]:
+///
+/// - a budget (or an effort's budget, see [`Effort::budget`]) under the minimum is raised
+///   to it; `Dynamic` is 8192 tokens (medium);
+/// - without a client `max_tokens`, the answer keeps [`DEFAULT_MAX_TOKENS`] on top of
+///   the budget;
+/// - a client `max_tokens` at or under the budget lowers the budget to `max_tokens - 1`
+///   (OpenAI and Gemini count reasoning within the limit too), and is a 400 naming
+///   `max_tokens` when that leaves less than the minimum.
+fn encode_thinking(req: &ChatRequest) -> Result<(u64, Option<Value>), GatewayError> {
+    let budget = match req.thinking {
+        None => return Ok((req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS), None)),
+        Some(Thinking::Off) => {
+            let off = json!({"type": "disabled"});
+            return Ok((req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS), Some(off)));
+        }
+        Some(Thinking::Dynamic) => Effort::Medium.budget(),
+        Some(other) => other.budget().unwrap_or_default(),
+    };
+    let budget = budget.max(MIN_THINKING_BUDGET);
+    let (max_tokens, budget) = match req.max_tokens {
+        None => (budget + DEFAULT_MAX_TOKENS, budget),
+        Some(max) if max > budget => (max, budget),
+        Some(max) if max > MIN_THINKING_BUDGET => (max, max - 1),
+        Some(_) => {
+            return Err(unsupported(
+                "max_tokens",
+                Dialect::Anthropic,
+                "with reasoning on, Anthropic needs more than 1024 tokens",
+            ))
+        }
+    };
+    let thinking = json!({"type": "enabled", "budget_tokens": budget});
+    Ok((max_tokens, Some(thinking)))
+}
+
 fn encode_part(part: &Part, path: &str) -> Result<Value, GatewayError> {
     Ok(match part {
         Part::Text(text) => json!({"type": "text", "text": text}),
@@ -321,6 +391,7 @@ fn encode_part(part: &Part, path: &str) -> Result<Value, GatewayError> {
             "name": call.name,
             "input": arguments_value(&call.arguments, path)?,
         }),
+        Part::Reasoning(r) => super::response::encode_reasoning(r),
         Part::ToolResult(result) => {
             let mut block = json!({
                 "type": "tool_result",

@@ -32,33 +32,66 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
                     .get("input")
                     .map_or_else(|| "{}".into(), Value::to_string),
             })),
-            _ => {} // thinking and server-tool blocks have no canonical form
+            Some("thinking") => res.content.push(Part::Reasoning(Reasoning {
+                text: s(block, "thinking"),
+                signature: Some(s(block, "signature")).filter(|s| !s.is_empty()),
+                redacted: None,
+            })),
+            Some("redacted_thinking") => {
+                res.content
+                    .push(Part::Reasoning(Reasoning::redacted(s(block, "data"))));
+            }
+            _ => {} // server-tool blocks have no canonical form
         }
     }
     res.finish = v
         .get("stop_reason")
         .and_then(Value::as_str)
         .map(decode_stop);
-    res.usage = v.get("usage").map(|u| decode_usage(u, None));
+    res.usage = v.get("usage").map(|u| decode_usage(WireUsage::of(u), None));
     Ok(res)
+}
+
+/// Anthropic `usage`, read without a `Value` in streams.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+pub(crate) struct WireUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn of(usage: &Value) -> WireUsage {
+        let n = |k: &str| usage.get(k).and_then(Value::as_u64);
+        WireUsage {
+            input_tokens: n("input_tokens"),
+            cache_read_input_tokens: n("cache_read_input_tokens"),
+            cache_creation_input_tokens: n("cache_creation_input_tokens"),
+            output_tokens: n("output_tokens"),
+        }
+    }
 }
 
 /// Anthropic `usage`. `input_tokens` excludes cache reads and writes, so the
 /// canonical prompt count adds them back. `base` is what earlier events reported
 /// (a `message_delta` carries only what changed).
-pub(crate) fn decode_usage(usage: &Value, base: Option<Usage>) -> Usage {
+pub(crate) fn decode_usage(usage: WireUsage, base: Option<Usage>) -> Usage {
     let mut out = base.unwrap_or_default();
-    let n = |k: &str| usage.get(k).and_then(Value::as_u64);
-    let input = n("input_tokens");
-    let read = n("cache_read_input_tokens");
-    let write = n("cache_creation_input_tokens");
+    let input = usage.input_tokens;
+    let read = usage.cache_read_input_tokens;
+    let write = usage.cache_creation_input_tokens;
     if input.is_some() || read.is_some() || write.is_some() {
         let fresh = input.unwrap_or(out.prompt_tokens - out.cached_tokens - out.cache_write_tokens);
         out.cached_tokens = read.unwrap_or(out.cached_tokens);
         out.cache_write_tokens = write.unwrap_or(out.cache_write_tokens);
         out.prompt_tokens = fresh + out.cached_tokens + out.cache_write_tokens;
     }
-    if let Some(output) = n("output_tokens") {
+    if let Some(output) = usage.output_tokens {
         out.completion_tokens = output;
     }
     out
@@ -103,6 +136,7 @@ pub fn encode_response(res: &ChatResponse) -> Value {
         .iter()
         .filter_map(|part| match part {
             Part::Text(text) => Some(json!({"type": "text", "text": text})),
+            Part::Reasoning(r) => Some(encode_reasoning(r)),
             Part::ToolCall(call) => Some(json!({
                 "type": "tool_use",
                 "id": call.id,
@@ -122,6 +156,19 @@ pub fn encode_response(res: &ChatResponse) -> Value {
         "stop_sequence": null,
         "usage": encode_usage(&res.usage.unwrap_or_default()),
     })
+}
+
+/// A thinking block (its signature empty when the reasoning came from another
+/// provider: the SDKs' types want the field), or a redacted one.
+pub(crate) fn encode_reasoning(r: &Reasoning) -> Value {
+    match &r.redacted {
+        Some(data) => json!({"type": "redacted_thinking", "data": data}),
+        None => json!({
+            "type": "thinking",
+            "thinking": r.text,
+            "signature": r.signature.as_deref().unwrap_or_default(),
+        }),
+    }
 }
 
 /// Reads an Anthropic error body: `{"type": "error", "error": {"type", "message"}}`.

@@ -8,12 +8,16 @@ use std::borrow::Cow;
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::response::{decode_error, decode_stop, decode_usage, encode_stop, encode_usage};
+use super::response::{
+    decode_error, decode_stop, decode_usage, encode_stop, encode_usage, WireUsage,
+};
 use crate::error::GatewayError;
 use crate::outcome::Usage;
 use crate::providers::canonical::{FinishReason, StreamEvent};
+use crate::providers::wire::{text, Str};
 use crate::providers::{malformed_event, write_event};
 use crate::sse::Event;
 use crate::Dialect;
@@ -24,7 +28,7 @@ use crate::Dialect;
 struct Wire<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(default)]
+    #[serde(default, borrow)]
     message: Option<MessageStart<'a>>,
     #[serde(default)]
     index: Option<u32>,
@@ -33,7 +37,7 @@ struct Wire<'a> {
     #[serde(default, borrow)]
     delta: Option<Delta<'a>>,
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
@@ -43,7 +47,7 @@ struct MessageStart<'a> {
     #[serde(default, borrow)]
     model: Cow<'a, str>,
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
@@ -51,21 +55,31 @@ struct Block<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    thinking: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    signature: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    data: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    partial_json: Option<Cow<'a, str>>,
+    partial_json: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    stop_reason: Option<Cow<'a, str>>,
+    thinking: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    signature: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Str<'a>>,
 }
 
 /// Reads an Anthropic stream into canonical events. Unknown event types (and
@@ -76,6 +90,8 @@ pub struct StreamDecoder {
     /// Content block index → tool call index.
     tools: Vec<(u32, u32)>,
     next_tool: u32,
+    /// Unescaped text of the current event's strings (see `providers::wire`).
+    scratch: String,
 }
 
 impl StreamDecoder {
@@ -85,9 +101,10 @@ impl StreamDecoder {
     }
 
     /// Decodes one SSE event.
-    pub fn decode<'e>(&mut self, event: &'e Event, emit: &mut dyn FnMut(StreamEvent<'e>)) {
+    pub fn decode(&mut self, event: &Event, emit: &mut dyn FnMut(StreamEvent<'_>)) {
         let Some(data) = event.data() else { return };
-        let wire: Wire<'e> = match serde_json::from_str(data) {
+        let scratch = &mut self.scratch;
+        let wire: Wire<'_> = match serde_json::from_str(data) {
             Ok(wire) => wire,
             Err(_) => return emit(StreamEvent::Error(malformed_event())),
         };
@@ -101,7 +118,7 @@ impl StreamDecoder {
                     model: message.model,
                 });
                 if let Some(usage) = message.usage {
-                    let usage = decode_usage(&usage, self.usage);
+                    let usage = decode_usage(usage, self.usage);
                     self.usage = Some(usage);
                     emit(StreamEvent::Usage(usage));
                 }
@@ -112,8 +129,8 @@ impl StreamDecoder {
                 };
                 match &*block.kind {
                     "text" => {
-                        if let Some(text) = block.text.filter(|t| !t.is_empty()) {
-                            emit(StreamEvent::Text(text));
+                        if let Some(text) = text(block.text, scratch).filter(|t| !t.is_empty()) {
+                            emit(StreamEvent::Text(text.into()));
                         }
                     }
                     "tool_use" => {
@@ -122,32 +139,52 @@ impl StreamDecoder {
                         self.tools.push((index, tool));
                         emit(StreamEvent::ToolCallStart {
                             index: tool,
-                            id: block.id.unwrap_or_default(),
-                            name: block.name.unwrap_or_default(),
+                            id: block.id.unwrap_or_default().0,
+                            name: block.name.unwrap_or_default().0,
                         });
                     }
-                    _ => {} // thinking and server-tool blocks have no canonical form
+                    "thinking" => {
+                        if let Some(text) = text(block.thinking, scratch).filter(|t| !t.is_empty())
+                        {
+                            emit(StreamEvent::Reasoning(text.into()));
+                        }
+                        if let Some(signature) = block.signature.filter(|s| !s.is_empty()) {
+                            emit(StreamEvent::ReasoningSignature(signature.0));
+                        }
+                    }
+                    "redacted_thinking" => {
+                        emit(StreamEvent::RedactedReasoning(
+                            block.data.unwrap_or_default().0,
+                        ));
+                    }
+                    _ => {} // server-tool blocks have no canonical form
                 }
             }
             "content_block_delta" => {
                 let Some(delta) = wire.delta else {
                     return emit(StreamEvent::Error(malformed_event()));
                 };
-                if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
-                    emit(StreamEvent::Text(text));
-                } else if let Some(json) = delta.partial_json.filter(|j| !j.is_empty()) {
+                if let Some(text) = text(delta.text, scratch).filter(|t| !t.is_empty()) {
+                    emit(StreamEvent::Text(text.into()));
+                } else if let Some(text) = text(delta.thinking, scratch).filter(|t| !t.is_empty()) {
+                    emit(StreamEvent::Reasoning(text.into()));
+                } else if let Some(signature) = delta.signature.filter(|s| !s.is_empty()) {
+                    emit(StreamEvent::ReasoningSignature(signature.0));
+                } else if let Some(json) =
+                    text(delta.partial_json, scratch).filter(|j| !j.is_empty())
+                {
                     let block = wire.index.unwrap_or(0);
                     if let Some(&(_, index)) = self.tools.iter().find(|(b, _)| *b == block) {
                         emit(StreamEvent::ToolCallArgs {
                             index,
-                            arguments: json,
+                            arguments: json.into(),
                         });
                     }
                 }
             }
             "message_delta" => {
                 if let Some(usage) = wire.usage {
-                    let usage = decode_usage(&usage, self.usage);
+                    let usage = decode_usage(usage, self.usage);
                     self.usage = Some(usage);
                     emit(StreamEvent::Usage(usage));
                 }
@@ -177,22 +214,28 @@ struct OutDelta<'a> {
     delta: OutDeltaBody<'a>,
 }
 
+// The variant names are Anthropic's `type` tags.
+#[allow(clippy::enum_variant_names)]
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum OutDeltaBody<'a> {
     TextDelta { text: &'a str },
     InputJsonDelta { partial_json: &'a str },
+    ThinkingDelta { thinking: &'a str },
+    SignatureDelta { signature: &'a str },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
     Text(u32),
     Tool(u32),
+    Thinking(u32),
 }
 
 /// Writes canonical events as an Anthropic stream: `message_start`, one
-/// `content_block_start` / `content_block_delta`... / `content_block_stop` per text or
-/// tool_use block, `message_delta` with the stop reason and the complete usage, and
+/// `content_block_start` / `content_block_delta`... / `content_block_stop` per thinking
+/// (`thinking_delta`s, then a `signature_delta` when the reasoning is signed), text or
+/// tool_use block, `redacted_thinking` blocks whole, `message_delta` with the stop reason and the complete usage, and
 /// `message_stop`. Every event carries its `event:` line.
 #[derive(Debug, Default)]
 pub struct StreamEncoder {
@@ -231,7 +274,9 @@ impl StreamEncoder {
     }
 
     fn close(&mut self, out: &mut BytesMut) {
-        if let Some(Open::Text(index) | Open::Tool(index)) = self.open.take() {
+        if let Some(Open::Text(index) | Open::Tool(index) | Open::Thinking(index)) =
+            self.open.take()
+        {
             let stop = json!({"type": "content_block_stop", "index": index});
             write_event(out, Some("content_block_stop"), &stop);
         }
@@ -244,6 +289,20 @@ impl StreamEncoder {
         let start = json!({"type": "content_block_start", "index": index, "content_block": block});
         write_event(out, Some("content_block_start"), &start);
         index
+    }
+
+    /// The open thinking block, opened after the message start if need be.
+    fn thinking_block(&mut self, out: &mut BytesMut) -> u32 {
+        self.start(out);
+        match self.open {
+            Some(Open::Thinking(index)) => index,
+            _ => {
+                let block = json!({"type": "thinking", "thinking": "", "signature": ""});
+                let index = self.open(out, block);
+                self.open = Some(Open::Thinking(index));
+                index
+            }
+        }
     }
 
     /// Encodes one event into `out`.
@@ -273,6 +332,33 @@ impl StreamEncoder {
                     delta: OutDeltaBody::TextDelta { text },
                 };
                 write_event(out, Some("content_block_delta"), &delta);
+            }
+            StreamEvent::Reasoning(text) => {
+                let index = self.thinking_block(out);
+                let delta = OutDelta {
+                    kind: "content_block_delta",
+                    index,
+                    delta: OutDeltaBody::ThinkingDelta { thinking: text },
+                };
+                write_event(out, Some("content_block_delta"), &delta);
+            }
+            StreamEvent::ReasoningSignature(signature) => {
+                let index = self.thinking_block(out);
+                let delta = OutDelta {
+                    kind: "content_block_delta",
+                    index,
+                    delta: OutDeltaBody::SignatureDelta { signature },
+                };
+                write_event(out, Some("content_block_delta"), &delta);
+                // The signature is the last thing of a thinking block.
+                self.close(out);
+            }
+            StreamEvent::RedactedReasoning(data) => {
+                self.start(out);
+                let block = json!({"type": "redacted_thinking", "data": data});
+                let index = self.open(out, block);
+                self.open = Some(Open::Thinking(index));
+                self.close(out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.start(out);

@@ -7,10 +7,18 @@
 //!   `parametersJsonSchema`, the full JSON Schema); `toolConfig`; `generationConfig`.
 //!   Tool results are matched to their call by name, since Gemini has no call ids;
 //!   a tool result that is not a JSON object is sent as `{"result": <text>}`.
+//!   `generationConfig.thinkingConfig`: `thinkingBudget` (0 off, -1 dynamic) or
+//!   `thinkingLevel`; translated requests that turn reasoning on also set
+//!   `includeThoughts: true`.
+//! - Reasoning: parts with `thought: true` (thought summaries) are reasoning parts.
+//!   Earlier reasoning is not sent to Gemini (its thoughts are output only), and its
+//!   `thoughtSignature`s are not kept when translating: they only matter when a Gemini
+//!   answer goes back to Gemini, a byte pass-through.
 //! - Streams: every chunk is a complete `GenerateContentResponse`; function calls
 //!   arrive whole; the chunk with a `finishReason` is the last.
 //! - Usage: `promptTokenCount` (cached included), `candidatesTokenCount` plus
-//!   `thoughtsTokenCount`, `cachedContentTokenCount`; cumulative in streams.
+//!   `thoughtsTokenCount` (which `candidatesTokenCount` leaves out; both are billed as
+//!   output), `cachedContentTokenCount`; cumulative in streams.
 
 mod request;
 mod response;

@@ -52,6 +52,9 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
         for (j, part) in message.content.iter().enumerate() {
             let path = format!("messages[{i}].content[{j}]");
             parts.push(match part {
+                // Gemini's thoughts are output only, and it could not check another
+                // provider's signature: earlier reasoning is not sent.
+                Part::Reasoning(_) => continue,
                 Part::Text(text) => json!({"text": text}),
                 Part::Image(Image::Base64 { media_type, data }) => {
                     json!({"inlineData": {"mimeType": media_type, "data": data}})
@@ -156,10 +159,43 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
         }
         Some(ResponseFormat::Text) | None => {}
     }
+    let thinking = match req.thinking {
+        None => None,
+        Some(Thinking::Off) => Some(json!({"thinkingBudget": 0})),
+        Some(Thinking::Dynamic) => Some(json!({"thinkingBudget": -1, "includeThoughts": true})),
+        Some(other) => {
+            let budget = other.budget().unwrap_or_default();
+            Some(json!({"thinkingBudget": budget, "includeThoughts": true}))
+        }
+    };
+    if let Some(thinking) = thinking {
+        config.insert("thinkingConfig".into(), thinking);
+    }
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));
     }
     Ok(Value::Object(out))
+}
+
+/// `thinkingConfig`: `thinkingBudget` 0 is off, -1 dynamic; Gemini 3's `thinkingLevel`
+/// is an effort. `includeThoughts` has no canonical form: the other dialects show the
+/// reasoning they do, and the gateway asks Gemini for it whenever reasoning is on.
+fn decode_thinking(c: &Obj) -> Result<Option<Thinking>, GatewayError> {
+    let path = "generationConfig.thinkingConfig";
+    if let Some(level) = opt_str(c, "thinkingLevel", path)? {
+        let effort = Effort::parse(level)
+            .ok_or_else(|| bad(&join(path, "thinkingLevel"), "MINIMAL, LOW, MEDIUM or HIGH"))?;
+        return Ok(Some(Thinking::Effort(effort)));
+    }
+    Ok(match get(c, "thinkingBudget") {
+        None => None,
+        Some(n) => match n.as_i64() {
+            Some(0) => Some(Thinking::Off),
+            Some(-1) => Some(Thinking::Dynamic),
+            Some(n) if n > 0 => Some(Thinking::Budget(n as u64)),
+            _ => return Err(bad(&join(path, "thinkingBudget"), "-1, 0 or a token count")),
+        },
+    })
 }
 
 /// Parses a Gemini `generateContent` body for `model` (which Gemini carries in the
@@ -198,7 +234,10 @@ pub fn decode_request(
         {
             let path = format!("{ppath}[{j}]");
             let p = object(part, &path)?;
-            if let Some(text) = opt_str(p, "text", &path)? {
+            let thought = opt_bool(p, "thought", &path)? == Some(true);
+            if let (true, Some(text)) = (thought, opt_str(p, "text", &path)?) {
+                parts.push(Part::Reasoning(Reasoning::text(text)));
+            } else if let Some(text) = opt_str(p, "text", &path)? {
                 parts.push(Part::Text(text.to_owned()));
             } else if let Some(data) = get(p, "inlineData") {
                 let d = object(data, &path)?;
@@ -309,6 +348,9 @@ pub fn decode_request(
             (Some(mime), None) if mime == "application/json" => Some(ResponseFormat::JsonObject),
             _ => None,
         };
+        if let Some(thinking) = get(c, "thinkingConfig") {
+            req.thinking = decode_thinking(object(thinking, "generationConfig.thinkingConfig")?)?;
+        }
     }
     Ok(req)
 }

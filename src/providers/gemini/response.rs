@@ -38,10 +38,10 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
         .into_iter()
         .flatten()
     {
-        if part.get("thought").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        if let Some(text) = part.get("text").and_then(Value::as_str) {
+        let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
+        if let (true, Some(text)) = (thought, part.get("text").and_then(Value::as_str)) {
+            res.content.push(Part::Reasoning(Reasoning::text(text)));
+        } else if let Some(text) = part.get("text").and_then(Value::as_str) {
             res.content.push(Part::Text(text.to_owned()));
         } else if let Some(call) = part.get("functionCall") {
             res.content.push(Part::ToolCall(ToolCall {
@@ -75,25 +75,31 @@ pub(crate) fn call_id(call: &Value, response_id: &str, k: u32) -> String {
     }
 }
 
-/// Gemini `usageMetadata`: the prompt count includes cached tokens; thinking tokens
-/// are billed as output.
+/// Gemini `usageMetadata`: the prompt count includes cached tokens;
+/// `candidatesTokenCount` leaves out the thinking tokens (`thoughtsTokenCount`), which
+/// are billed as output, so the canonical completion count is their sum.
 pub(crate) fn decode_usage(usage: &Value) -> Usage {
     let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Usage {
-        prompt_tokens: n("promptTokenCount"),
-        completion_tokens: n("candidatesTokenCount") + n("thoughtsTokenCount"),
-        cached_tokens: n("cachedContentTokenCount"),
-        cache_write_tokens: 0,
-    }
+    let thoughts = n("thoughtsTokenCount");
+    Usage::new(n("promptTokenCount"), n("candidatesTokenCount") + thoughts)
+        .with_cached(n("cachedContentTokenCount"))
+        .with_reasoning(thoughts)
 }
 
+/// The reverse of [`decode_usage`]: the reasoning tokens come out of the completion
+/// count into `thoughtsTokenCount`, so the two add up to what was billed.
 pub(crate) fn encode_usage(usage: &Usage) -> Value {
-    json!({
+    let thoughts = usage.reasoning_tokens.min(usage.completion_tokens);
+    let mut out = json!({
         "promptTokenCount": usage.prompt_tokens,
-        "candidatesTokenCount": usage.completion_tokens,
+        "candidatesTokenCount": usage.completion_tokens - thoughts,
         "totalTokenCount": usage.prompt_tokens + usage.completion_tokens,
         "cachedContentTokenCount": usage.cached_tokens,
-    })
+    });
+    if thoughts > 0 {
+        out["thoughtsTokenCount"] = json!(thoughts);
+    }
+    out
 }
 
 /// Gemini says `STOP` after function calls too; the canonical reason is tool calls.
@@ -121,6 +127,10 @@ pub(crate) fn encode_finish(reason: &FinishReason) -> &str {
 pub(crate) fn encode_part(part: &Part) -> Option<Value> {
     match part {
         Part::Text(text) => Some(json!({"text": text})),
+        // Thought summaries; redacted reasoning has no Gemini form.
+        Part::Reasoning(r) if r.redacted.is_none() => {
+            Some(json!({"text": r.text, "thought": true}))
+        }
         Part::ToolCall(call) => Some(json!({"functionCall": {
             "name": call.name,
             "args": serde_json::from_str::<Value>(&call.arguments).unwrap_or_else(|_| json!({})),

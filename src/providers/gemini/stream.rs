@@ -7,15 +7,15 @@
 use std::borrow::Cow;
 
 use bytes::BytesMut;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use super::response::{
-    call_id, decode_error, decode_finish, decode_usage, encode_finish, encode_usage,
-};
+use super::response::{decode_error, decode_finish, encode_finish};
 use crate::error::GatewayError;
 use crate::outcome::Usage;
 use crate::providers::canonical::{FinishReason, StreamEvent};
+use crate::providers::wire::{text, Few, First, Str};
 use crate::providers::{malformed_event, write_event};
 use crate::sse::Event;
 
@@ -24,18 +24,19 @@ use crate::sse::Event;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Chunk<'a> {
+    /// A translated stream has one candidate (`n > 1` is refused for Gemini).
     #[serde(default, borrow)]
-    candidates: Vec<Candidate<'a>>,
+    candidates: First<Candidate<'a>>,
     #[serde(default)]
-    usage_metadata: Option<Value>,
+    usage_metadata: Option<WireUsage>,
     #[serde(default, borrow)]
-    model_version: Option<Cow<'a, str>>,
+    model_version: Option<Str<'a>>,
     #[serde(default, borrow)]
-    response_id: Option<Cow<'a, str>>,
+    response_id: Option<Str<'a>>,
     #[serde(default)]
-    prompt_feedback: Option<Value>,
+    prompt_feedback: Option<Feedback>,
     #[serde(default)]
-    error: Option<Value>,
+    error: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -44,24 +45,67 @@ struct Candidate<'a> {
     #[serde(default, borrow)]
     content: Option<Content<'a>>,
     #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Content<'a> {
     #[serde(default, borrow)]
-    parts: Vec<WirePart<'a>>,
+    parts: Few<WirePart<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WirePart<'a> {
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<&'a RawValue>,
     #[serde(default)]
     thought: Option<bool>,
+    #[serde(default, borrow)]
+    function_call: Option<FunctionCall<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall<'a> {
+    #[serde(default, borrow)]
+    id: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    args: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Feedback {
     #[serde(default)]
-    function_call: Option<Value>,
+    block_reason: Option<IgnoredAny>,
+}
+
+/// Gemini `usageMetadata`, read without a `Value` (it comes with every chunk).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireUsage {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: u64,
+    #[serde(default)]
+    cached_content_token_count: u64,
+}
+
+impl From<&WireUsage> for Usage {
+    /// As [`decode_usage`](super::response::decode_usage): thoughts are billed output.
+    fn from(u: &WireUsage) -> Usage {
+        Usage::new(
+            u.prompt_token_count,
+            u.candidates_token_count + u.thoughts_token_count,
+        )
+        .with_cached(u.cached_content_token_count)
+        .with_reasoning(u.thoughts_token_count)
+    }
 }
 
 /// Reads a Gemini stream into canonical events.
@@ -71,6 +115,8 @@ pub struct StreamDecoder {
     response_id: String,
     calls: u32,
     done: bool,
+    /// Unescaped text of the current chunk's strings (see `providers::wire`).
+    scratch: String,
 }
 
 impl StreamDecoder {
@@ -80,12 +126,12 @@ impl StreamDecoder {
     }
 
     /// Decodes one SSE event.
-    pub fn decode<'e>(&mut self, event: &'e Event, emit: &mut dyn FnMut(StreamEvent<'e>)) {
+    pub fn decode(&mut self, event: &Event, emit: &mut dyn FnMut(StreamEvent<'_>)) {
         let Some(data) = event.data() else { return };
         if self.done {
             return;
         }
-        let chunk: Chunk<'e> = match serde_json::from_str(data) {
+        let chunk: Chunk<'_> = match serde_json::from_str(data) {
             Ok(chunk) => chunk,
             Err(_) => return emit(StreamEvent::Error(malformed_event())),
         };
@@ -98,38 +144,44 @@ impl StreamDecoder {
         }
         if !self.started {
             self.started = true;
-            let id = chunk.response_id.unwrap_or_default();
+            let id = chunk.response_id.unwrap_or_default().0;
             self.response_id = id.to_string();
             emit(StreamEvent::Start {
                 id,
-                model: chunk.model_version.unwrap_or_default(),
+                model: chunk.model_version.unwrap_or_default().0,
             });
         }
         // Usage first (cumulative totals, this chunk included): a client dialect that
         // reports input tokens at the start of its stream then has them.
         if let Some(usage) = &chunk.usage_metadata {
-            emit(StreamEvent::Usage(decode_usage(usage)));
+            emit(StreamEvent::Usage(usage.into()));
         }
         let mut finish = None;
-        for candidate in chunk.candidates.into_iter().take(1) {
+        if let Some(candidate) = chunk.candidates.0 {
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+                let text = text(part.text, &mut self.scratch).filter(|t| !t.is_empty());
                 if part.thought == Some(true) {
-                    continue;
-                }
-                if let Some(text) = part.text.filter(|t| !t.is_empty()) {
-                    emit(StreamEvent::Text(text));
+                    if let Some(text) = text {
+                        emit(StreamEvent::Reasoning(text.into()));
+                    }
+                } else if let Some(text) = text {
+                    emit(StreamEvent::Text(text.into()));
                 } else if let Some(call) = part.function_call {
                     let index = self.calls;
                     self.calls += 1;
-                    let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let id = match call.id {
+                        Some(id) => id.0,
+                        None if self.response_id.is_empty() => format!("call_{index}").into(),
+                        None => format!("call_{}_{index}", self.response_id).into(),
+                    };
                     emit(StreamEvent::ToolCallStart {
                         index,
-                        id: call_id(&call, &self.response_id, index).into(),
-                        name: name.to_owned().into(),
+                        id,
+                        name: call.name,
                     });
-                    let args = call
-                        .get("args")
-                        .map_or_else(|| "{}".into(), Value::to_string);
+                    // Gemini sends the arguments whole, as a JSON object: its text is
+                    // passed on as the provider wrote it.
+                    let args = call.args.map_or("{}", RawValue::get);
                     emit(StreamEvent::ToolCallArgs {
                         index,
                         arguments: args.into(),
@@ -140,8 +192,7 @@ impl StreamDecoder {
         }
         let blocked = chunk
             .prompt_feedback
-            .as_ref()
-            .is_some_and(|f| f.get("blockReason").is_some());
+            .is_some_and(|f| f.block_reason.is_some());
         if let Some(reason) = finish {
             emit(StreamEvent::Finish(decode_finish(&reason, self.calls > 0)));
         } else if blocked {
@@ -156,6 +207,82 @@ impl StreamDecoder {
 
 // ===== encoding =====
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutChunk<'a> {
+    candidates: [OutCandidate<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_metadata: Option<OutUsage>,
+    model_version: &'a str,
+    response_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutCandidate<'a> {
+    content: OutContent<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'a str>,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct OutContent<'a> {
+    role: &'static str,
+    parts: &'a [OutPart<'a>],
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OutPart<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thought: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_call: Option<OutCall<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutCall<'a> {
+    name: &'a str,
+    args: Args<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Args<'a> {
+    /// The arguments' JSON object as it streamed in.
+    Raw(&'a RawValue),
+    /// `{}`.
+    Empty {},
+}
+
+/// As [`encode_usage`](super::response::encode_usage).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutUsage {
+    prompt_token_count: u64,
+    candidates_token_count: u64,
+    total_token_count: u64,
+    cached_content_token_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thoughts_token_count: Option<u64>,
+}
+
+impl From<&Usage> for OutUsage {
+    fn from(u: &Usage) -> OutUsage {
+        let thoughts = u.reasoning_tokens.min(u.completion_tokens);
+        OutUsage {
+            prompt_token_count: u.prompt_tokens,
+            candidates_token_count: u.completion_tokens - thoughts,
+            total_token_count: u.prompt_tokens + u.completion_tokens,
+            cached_content_token_count: u.cached_tokens,
+            thoughts_token_count: (thoughts > 0).then_some(thoughts),
+        }
+    }
+}
+
 /// Writes canonical events as a Gemini stream: one chunk per text piece; tool calls
 /// (which Gemini sends whole) and the `finishReason` with the usage in the last chunk.
 #[derive(Debug, Default)]
@@ -164,6 +291,7 @@ pub struct StreamEncoder {
     model: String,
     calls: Vec<(String, String)>,
     usage: Option<Usage>,
+    finish: Option<FinishReason>,
     done: bool,
 }
 
@@ -173,19 +301,20 @@ impl StreamEncoder {
         Self::default()
     }
 
-    fn chunk(&self, out: &mut BytesMut, parts: Vec<Value>, finish: Option<&FinishReason>) {
-        let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
-        if let Some(finish) = finish {
-            candidate["finishReason"] = json!(encode_finish(finish));
-        }
-        let mut chunk = json!({
-            "candidates": [candidate],
-            "modelVersion": self.model,
-            "responseId": self.id,
-        });
-        if let Some(usage) = &self.usage {
-            chunk["usageMetadata"] = encode_usage(usage);
-        }
+    fn chunk(&self, out: &mut BytesMut, parts: &[OutPart<'_>], finish: Option<&FinishReason>) {
+        let chunk = OutChunk {
+            candidates: [OutCandidate {
+                content: OutContent {
+                    role: "model",
+                    parts,
+                },
+                finish_reason: finish.map(encode_finish),
+                index: 0,
+            }],
+            usage_metadata: self.usage.as_ref().map(OutUsage::from),
+            model_version: &self.model,
+            response_id: &self.id,
+        };
         write_event(out, None, &chunk);
     }
 
@@ -199,7 +328,23 @@ impl StreamEncoder {
                 self.id = id.to_string();
                 self.model = model.to_string();
             }
-            StreamEvent::Text(text) => self.chunk(out, vec![json!({"text": text})], None),
+            StreamEvent::Text(text) => {
+                let part = OutPart {
+                    text: Some(text),
+                    ..OutPart::default()
+                };
+                self.chunk(out, &[part], None);
+            }
+            StreamEvent::Reasoning(text) => {
+                let part = OutPart {
+                    text: Some(text),
+                    thought: Some(true),
+                    ..OutPart::default()
+                };
+                self.chunk(out, &[part], None);
+            }
+            // Anthropic's signatures and redacted blocks have no Gemini form.
+            StreamEvent::ReasoningSignature(_) | StreamEvent::RedactedReasoning(_) => {}
             StreamEvent::ToolCallStart { name, .. } => {
                 self.calls.push((name.to_string(), String::new()));
             }
@@ -209,8 +354,12 @@ impl StreamEncoder {
                 }
             }
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
-            StreamEvent::Finish(reason) => self.finish(out, reason),
-            StreamEvent::Done => self.finish(out, &FinishReason::Stop),
+            // The last chunk waits for the end: OpenAI sends its usage after the finish.
+            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            StreamEvent::Done => {
+                let reason = self.finish.take().unwrap_or(FinishReason::Stop);
+                self.finish(out, &reason);
+            }
             StreamEvent::Error(err) => {
                 self.done = true;
                 write_event(out, None, &err.to_json(crate::Dialect::Gemini));
@@ -220,14 +369,22 @@ impl StreamEncoder {
 
     fn finish(&mut self, out: &mut BytesMut, reason: &FinishReason) {
         self.done = true;
-        let parts = std::mem::take(&mut self.calls)
-            .into_iter()
+        let parts: Vec<OutPart<'_>> = self
+            .calls
+            .iter()
             .map(|(name, args)| {
-                let args = serde_json::from_str::<Value>(&args).unwrap_or_else(|_| json!({}));
-                json!({"functionCall": {"name": name, "args": args}})
+                // Arguments that are not JSON (a cut stream) become `{}`.
+                let args = match serde_json::from_str::<&RawValue>(args) {
+                    Ok(raw) if raw.get().starts_with('{') => Args::Raw(raw),
+                    _ => Args::Empty {},
+                };
+                OutPart {
+                    function_call: Some(OutCall { name, args }),
+                    ..OutPart::default()
+                }
             })
             .collect();
-        self.chunk(out, parts, Some(reason));
+        self.chunk(out, &parts, Some(reason));
     }
 
     /// Whether the last chunk (or an error) was written.

@@ -26,6 +26,7 @@ const KNOWN: &[&str] = &[
     "stream",
     "stream_options",
     "user",
+    "reasoning_effort",
     // Bookkeeping on OpenAI's side, meaningless elsewhere.
     "store",
     "metadata",
@@ -135,6 +136,16 @@ pub fn decode_request(body: &Value) -> Result<ChatRequest, GatewayError> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     req.user = opt_str(obj, "user", "")?.map(str::to_owned);
+    req.thinking = match opt_str(obj, "reasoning_effort", "")? {
+        None => None,
+        Some("none") => Some(Thinking::Off),
+        Some(name) => Some(Thinking::Effort(Effort::parse(name).ok_or_else(|| {
+            bad(
+                "reasoning_effort",
+                "none, minimal, low, medium, high or xhigh",
+            )
+        })?)),
+    };
     for (key, value) in obj {
         let falsy = value.is_null() || value == &Value::Bool(false);
         if !KNOWN.contains(&key.as_str()) && !falsy {
@@ -209,7 +220,7 @@ fn decode_message(
             req.messages.push(Message::new(Role::User, parts));
         }
         "assistant" => {
-            let mut parts = Vec::new();
+            let mut parts = super::response::decode_reasoning(m, path)?;
             let text = text_only(content.unwrap_or(&Value::Null), &cpath, req)?;
             if !text.is_empty() {
                 parts.push(Part::Text(text));
@@ -342,7 +353,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
                             };
                             parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
                         }
-                        Part::ToolCall(_) => {}
+                        Part::ToolCall(_) | Part::Reasoning(_) => {}
                     }
                 }
                 let content = match parts.as_slice() {
@@ -353,7 +364,10 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
                 messages.push(json!({"role": "user", "content": content}));
             }
             Role::Assistant => {
-                messages.push(super::response::assistant_message(&message.content));
+                // Earlier reasoning is not sent back: OpenAI's models do not take it and
+                // refuse unknown message fields, and DeepSeek's reasoner refuses
+                // `reasoning_content` in its input.
+                messages.push(super::response::assistant_message(&message.content, false));
             }
         }
     }
@@ -403,6 +417,15 @@ pub fn encode_request(req: &ChatRequest) -> Result<Value, GatewayError> {
     put("presence_penalty", req.presence_penalty.map(Value::from));
     put("frequency_penalty", req.frequency_penalty.map(Value::from));
     put("user", req.user.clone().map(Value::from));
+    // No `none` for `Off`: only the newest models take it, and leaving the field out
+    // is what a client that never asked for reasoning sends.
+    let effort = match req.thinking {
+        None | Some(Thinking::Off) => None,
+        Some(Thinking::Effort(effort)) => Some(effort),
+        Some(Thinking::Budget(budget)) => Some(Effort::from_budget(budget)),
+        Some(Thinking::Dynamic) => Some(Effort::Medium),
+    };
+    put("reasoning_effort", effort.map(|e| Value::from(e.as_str())));
     if req.top_k.is_some() {
         return Err(unsupported("top_k", crate::Dialect::OpenAi, ""));
     }

@@ -5,11 +5,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::response::{decode_finish, encode_finish};
 use crate::error::GatewayError;
 use crate::outcome::Usage;
 use crate::providers::canonical::StreamEvent;
+use crate::providers::wire::{text, Few, First, Str};
 use crate::providers::{malformed_event, write_event};
 use crate::sse::Event;
 use crate::Dialect;
@@ -25,13 +27,14 @@ pub(crate) fn now() -> u64 {
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(default, borrow)]
-    model: Option<Cow<'a, str>>,
+    model: Option<Str<'a>>,
+    /// A translated stream has one choice (`n > 1` is refused for other dialects).
     #[serde(default, borrow)]
-    choices: Vec<Choice<'a>>,
+    choices: First<Choice<'a>>,
     #[serde(default)]
-    usage: Option<serde_json::Value>,
+    usage: Option<WireUsage>,
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
 }
@@ -41,15 +44,35 @@ struct Choice<'a> {
     #[serde(default, borrow)]
     delta: Option<Delta<'a>>,
     #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
+    content: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    tool_calls: Option<Vec<CallDelta<'a>>>,
+    reasoning_content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    thinking_blocks: Option<Few<ThinkingBlock<'a>>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Few<CallDelta<'a>>>,
+}
+
+/// LiteLLM's `thinking_blocks` in a delta: how a signature (or a redacted block) of
+/// Anthropic's travels in an OpenAI stream.
+#[derive(Deserialize)]
+struct ThinkingBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    thinking: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    signature: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    data: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -57,7 +80,7 @@ struct CallDelta<'a> {
     #[serde(default)]
     index: Option<u32>,
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(default, borrow)]
     function: Option<FunctionDelta<'a>>,
 }
@@ -65,15 +88,51 @@ struct CallDelta<'a> {
 #[derive(Deserialize)]
 struct FunctionDelta<'a> {
     #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
     #[serde(default, borrow)]
-    arguments: Option<Cow<'a, str>>,
+    arguments: Option<&'a RawValue>,
+}
+
+/// OpenAI `usage`, read without a `Value` (some servers send it with every chunk).
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+    /// DeepSeek's name for cached input tokens.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Usage {
+        let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens);
+        let reasoning = u.completion_tokens_details.and_then(|d| d.reasoning_tokens);
+        Usage::new(u.prompt_tokens, u.completion_tokens)
+            .with_cached(cached.or(u.prompt_cache_hit_tokens).unwrap_or(0))
+            .with_reasoning(reasoning.unwrap_or(0))
+    }
 }
 
 /// Reads an OpenAI stream into canonical events.
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
+    /// Unescaped text of the current chunk's strings (see `providers::wire`).
+    scratch: String,
 }
 
 impl StreamDecoder {
@@ -83,12 +142,12 @@ impl StreamDecoder {
     }
 
     /// Decodes one SSE event.
-    pub fn decode<'e>(&mut self, event: &'e Event, emit: &mut dyn FnMut(StreamEvent<'e>)) {
+    pub fn decode(&mut self, event: &Event, emit: &mut dyn FnMut(StreamEvent<'_>)) {
         let Some(data) = event.data() else { return };
         if data.trim() == "[DONE]" {
             return emit(StreamEvent::Done);
         }
-        let chunk: Chunk<'e> = match serde_json::from_str(data) {
+        let chunk: Chunk<'_> = match serde_json::from_str(data) {
             Ok(chunk) => chunk,
             Err(_) => return emit(StreamEvent::Error(malformed_event())),
         };
@@ -101,15 +160,41 @@ impl StreamDecoder {
         if !self.started {
             self.started = true;
             emit(StreamEvent::Start {
-                id: chunk.id.unwrap_or_default(),
-                model: chunk.model.unwrap_or_default(),
+                id: chunk.id.unwrap_or_default().0,
+                model: chunk.model.unwrap_or_default().0,
             });
         }
         let mut finish = None;
-        for choice in chunk.choices {
+        let scratch = &mut self.scratch;
+        if let Some(choice) = chunk.choices.0 {
             if let Some(delta) = choice.delta {
-                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                    emit(StreamEvent::Text(text));
+                let reasoning = match delta.reasoning_content {
+                    Some(raw) if raw.get() != "null" => Some(raw),
+                    _ => delta.reasoning,
+                };
+                let mut has_reasoning = false;
+                if let Some(text) = text(reasoning, scratch).filter(|t| !t.is_empty()) {
+                    has_reasoning = true;
+                    emit(StreamEvent::Reasoning(text.into()));
+                }
+                for block in delta.thinking_blocks.into_iter().flatten() {
+                    if block.kind == "redacted_thinking" {
+                        if let Some(data) = block.data {
+                            emit(StreamEvent::RedactedReasoning(data.0));
+                        }
+                        continue;
+                    }
+                    // The text of a block that repeats `reasoning_content` is not sent twice.
+                    match text(block.thinking, scratch).filter(|t| !t.is_empty()) {
+                        Some(text) if !has_reasoning => emit(StreamEvent::Reasoning(text.into())),
+                        _ => {}
+                    }
+                    if let Some(signature) = block.signature.filter(|s| !s.is_empty()) {
+                        emit(StreamEvent::ReasoningSignature(signature.0));
+                    }
+                }
+                if let Some(text) = text(delta.content, scratch).filter(|t| !t.is_empty()) {
+                    emit(StreamEvent::Text(text.into()));
                 }
                 for call in delta.tool_calls.into_iter().flatten() {
                     let index = call.index.unwrap_or(0);
@@ -118,15 +203,20 @@ impl StreamDecoder {
                         None => (None, None),
                     };
                     if call.id.is_some() || name.is_some() {
-                        let id = call.id.unwrap_or_else(|| format!("call_{index}").into());
+                        let id = call
+                            .id
+                            .map_or_else(|| format!("call_{index}").into(), Cow::from);
                         emit(StreamEvent::ToolCallStart {
                             index,
                             id,
-                            name: name.unwrap_or_default(),
+                            name: name.unwrap_or_default().0,
                         });
                     }
-                    if let Some(arguments) = arguments.filter(|a| !a.is_empty()) {
-                        emit(StreamEvent::ToolCallArgs { index, arguments });
+                    if let Some(arguments) = text(arguments, scratch).filter(|a| !a.is_empty()) {
+                        emit(StreamEvent::ToolCallArgs {
+                            index,
+                            arguments: arguments.into(),
+                        });
                     }
                 }
             }
@@ -136,8 +226,8 @@ impl StreamDecoder {
         }
         // Usage first: a client dialect that reports it with the finish (Anthropic's
         // message_delta) then has it.
-        if let Some(usage) = chunk.usage.as_ref().and_then(super::response::decode_usage) {
-            emit(StreamEvent::Usage(usage));
+        if let Some(usage) = chunk.usage {
+            emit(StreamEvent::Usage(usage.into()));
         }
         if let Some(finish) = finish {
             emit(StreamEvent::Finish(finish));
@@ -173,7 +263,23 @@ struct OutDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_blocks: Option<[OutThinking<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[OutCall<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutThinking<'a> {
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -199,6 +305,13 @@ struct OutUsage {
     completion_tokens: u64,
     total_tokens: u64,
     prompt_tokens_details: CachedTokens,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningTokens>,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
 }
 
 #[derive(Serialize)]
@@ -215,12 +328,17 @@ impl From<&Usage> for OutUsage {
             prompt_tokens_details: CachedTokens {
                 cached_tokens: u.cached_tokens,
             },
+            completion_tokens_details: (u.reasoning_tokens > 0).then_some(ReasoningTokens {
+                reasoning_tokens: u.reasoning_tokens,
+            }),
         }
     }
 }
 
 /// Writes canonical events as an OpenAI stream: the first chunk carries
-/// `role: assistant`, tool calls stream as `tool_calls` deltas, the usage chunk
+/// `role: assistant`, reasoning streams as `reasoning_content` deltas (with a
+/// signature or a redacted block as a LiteLLM `thinking_blocks` delta), tool calls
+/// stream as `tool_calls` deltas, the usage chunk
 /// (`choices: []`) comes only when the client asked for it, and the stream ends with
 /// `data: [DONE]`.
 #[derive(Debug)]
@@ -283,6 +401,31 @@ impl StreamEncoder {
             StreamEvent::Text(text) => {
                 let delta = OutDelta {
                     content: Some(text),
+                    ..OutDelta::default()
+                };
+                self.chunk(out, delta, None);
+            }
+            StreamEvent::Reasoning(text) => {
+                let delta = OutDelta {
+                    reasoning_content: Some(text),
+                    ..OutDelta::default()
+                };
+                self.chunk(out, delta, None);
+            }
+            StreamEvent::ReasoningSignature(signature) => {
+                let block = OutThinking::Thinking {
+                    thinking: "",
+                    signature,
+                };
+                let delta = OutDelta {
+                    thinking_blocks: Some([block]),
+                    ..OutDelta::default()
+                };
+                self.chunk(out, delta, None);
+            }
+            StreamEvent::RedactedReasoning(data) => {
+                let delta = OutDelta {
+                    thinking_blocks: Some([OutThinking::RedactedThinking { data }]),
                     ..OutDelta::default()
                 };
                 self.chunk(out, delta, None);
