@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -98,8 +98,12 @@ pub struct Keys {
 
 struct Inner {
     store: Arc<dyn KeyStore>,
+    /// Read without an `await` on the hot path (moka's synchronous cache: a read is a
+    /// hash lookup, where the asynchronous one is a state machine around it).
     known: Cache<KeyHash, Cached>,
     unknown: Cache<KeyHash, Instant>,
+    /// Cold lookups in flight, so concurrent requests for one key share one query.
+    loading: moka::future::Cache<KeyHash, Cached>,
     ttl: Duration,
     lookups: Semaphore,
     lookup_timeout: Duration,
@@ -192,6 +196,10 @@ impl KeysBuilder {
                     .max_capacity(self.negative_capacity)
                     .time_to_live(sweep)
                     .build(),
+                loading: moka::future::Cache::builder()
+                    .max_capacity(self.max_lookups as u64 * 64)
+                    .time_to_live(self.lookup_timeout.max(Duration::from_millis(1)))
+                    .build(),
                 ttl: self.ttl,
                 lookups: Semaphore::new(self.max_lookups),
                 lookup_timeout: self.lookup_timeout,
@@ -232,6 +240,7 @@ impl Keys {
     pub fn clear_cache(&self) {
         self.inner.known.invalidate_all();
         self.inner.unknown.invalidate_all();
+        self.inner.loading.invalidate_all();
     }
 
     /// The principal of a presented key, or the rejection to answer: 401 for an
@@ -259,29 +268,39 @@ impl Keys {
         // Known keys first: the hot path is one cache read. A hash is in at most one of
         // the two caches (a negative load clears `known`; loads happen only when
         // `unknown` has nothing fresh), so the order changes no answer.
-        if let Some(cached) = inner.known.get(&hash).await {
+        if let Some(cached) = inner.known.get(&hash) {
             if fresh(cached.read_at) {
                 return Ok(cached.key);
             }
-            inner.known.invalidate(&hash).await;
+            inner.known.invalidate(&hash);
         }
-        if let Some(at) = inner.unknown.get(&hash).await {
+        if let Some(at) = inner.unknown.get(&hash) {
             if fresh(at) {
                 return Ok(None);
             }
-            inner.unknown.invalidate(&hash).await;
+            inner.unknown.invalidate(&hash);
         }
-        // One query per cold key, however many requests wait for it.
+        // One query per cold key, however many requests wait for it: the first starts
+        // the load, the others wait for its result.
         let this = self.clone();
         let loaded = inner
-            .known
+            .loading
             .try_get_with(hash, async move { this.load(hash).await })
             .await
             .map_err(|e: Arc<Rejection>| (*e).clone())?;
-        if loaded.key.is_none() {
-            inner.known.invalidate(&hash).await;
-            inner.unknown.insert(hash, loaded.read_at).await;
+        // Kept in one of the two caches only (the order of the reads above then
+        // changes no answer).
+        match &loaded.key {
+            Some(_) => {
+                inner.unknown.invalidate(&hash);
+                inner.known.insert(hash, loaded.clone());
+            }
+            None => {
+                inner.known.invalidate(&hash);
+                inner.unknown.insert(hash, loaded.read_at);
+            }
         }
+        inner.loading.invalidate(&hash).await;
         Ok(loaded.key)
     }
 
@@ -318,8 +337,9 @@ impl Keys {
     }
 
     async fn forget(&self, hash: KeyHash) {
-        self.inner.known.invalidate(&hash).await;
-        self.inner.unknown.invalidate(&hash).await;
+        self.inner.known.invalidate(&hash);
+        self.inner.unknown.invalidate(&hash);
+        self.inner.loading.invalidate(&hash).await;
     }
 
     /// Creates a key: a fresh secret, stored as its hash. The plaintext is in the
