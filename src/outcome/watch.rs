@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::Usage;
+use crate::providers::openai::WireUsage;
 use crate::providers::{self, FinishReason, Part, StreamDecoder, StreamEvent};
 use crate::sse::{Decoder, Event};
 use crate::Dialect;
@@ -190,50 +191,6 @@ fn on_native_json(dialect: Dialect, body: &[u8], seen: &mut Seen) {
     }
     seen.finish_reason = res.finish.as_ref().map(|r| finish_name(r).to_owned());
     seen.usage = res.usage;
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-    /// DeepSeek's name for cached input tokens.
-    #[serde(default)]
-    prompt_cache_hit_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
-}
-
-impl From<WireUsage> for Usage {
-    fn from(wire: WireUsage) -> Usage {
-        let cached = wire
-            .prompt_tokens_details
-            .and_then(|d| d.cached_tokens)
-            .or(wire.prompt_cache_hit_tokens)
-            .unwrap_or(0);
-        let reasoning = wire
-            .completion_tokens_details
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0);
-        Usage::new(wire.prompt_tokens, wire.completion_tokens)
-            .with_cached(cached)
-            .with_reasoning(reasoning)
-    }
 }
 
 #[derive(Deserialize)]

@@ -222,12 +222,26 @@ async fn unknown_price_policy() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_requests_to_sqlite_sum_exactly() {
-    let dir = std::env::temp_dir().join(format!("tollgate-metering-{}", std::process::id()));
+/// A SQLite ledger in a fresh directory, removed when the guard drops.
+async fn sqlite_ledger(name: &str) -> (SqliteLedger, TempDir) {
+    let dir = std::env::temp_dir().join(format!("tollgate-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let ledger = SqliteLedger::open(dir.join("ledger.db")).await.unwrap();
+    (ledger, TempDir(dir))
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_to_sqlite_sum_exactly() {
+    let (ledger, _dir) = sqlite_ledger("metering").await;
     let svc = ServiceBuilder::new()
         .layer(MeteringLayer::new(ledger.clone()))
         .service(MockProvider::new());
@@ -406,10 +420,7 @@ async fn an_exhausted_budget_refuses_with_retry_after() {
 #[tokio::test]
 async fn a_reused_request_id_is_a_new_record_and_a_replay_is_not() {
     use tollgate::metering::Ledger;
-    let dir = std::env::temp_dir().join(format!("tollgate-reuse-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ledger = SqliteLedger::open(dir.join("ledger.db")).await.unwrap();
+    let (ledger, _dir) = sqlite_ledger("reuse").await;
     let svc = ServiceBuilder::new()
         .layer(MeteringLayer::new(ledger.clone()))
         .service(MockProvider::new());
@@ -431,5 +442,4 @@ async fn a_reused_request_id_is_a_new_record_and_a_replay_is_not() {
         2,
         "a replay is a no-op"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

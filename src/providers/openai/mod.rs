@@ -26,4 +26,5 @@ mod stream;
 
 pub use request::{decode_request, encode_request};
 pub use response::{decode_error, decode_response, encode_response};
+pub(crate) use stream::WireUsage;
 pub use stream::{StreamDecoder, StreamEncoder};

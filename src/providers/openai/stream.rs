@@ -93,9 +93,10 @@ struct FunctionDelta<'a> {
     arguments: Option<&'a RawValue>,
 }
 
-/// OpenAI `usage`, read without a `Value` (some servers send it with every chunk).
+/// OpenAI `usage`, read without a `Value` (some servers send it with every chunk); the
+/// outcome observer reads answers' usage with it too.
 #[derive(Deserialize)]
-struct WireUsage {
+pub(crate) struct WireUsage {
     #[serde(default)]
     prompt_tokens: u64,
     #[serde(default)]
