@@ -102,6 +102,37 @@ where
     } else {
         Watch::Opaque
     };
+    wrap(res, options, watch, Seen::default())
+}
+
+/// [`observe`] for a whole answer its caller has already read (the upstream client
+/// checks every JSON answer): the observer takes what was read instead of parsing the
+/// body again.
+pub(crate) fn observe_read<B>(
+    res: Response<B>,
+    options: ObserveOptions,
+    seen: Seen,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    if res.extensions().get::<Outcome>().is_some() {
+        return res.map(Body::new);
+    }
+    wrap(res, options, Watch::Opaque, seen)
+}
+
+fn wrap<B>(res: Response<B>, options: ObserveOptions, watch: Watch, seen: Seen) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let is_sse = matches!(watch, Watch::Sse { .. });
+    let dialect = options
+        .dialect
+        .or(options.endpoint.map(Endpoint::dialect))
+        .unwrap_or(Dialect::OpenAi);
     let outcome = Outcome::new();
     let (mut parts, body) = res.into_parts();
     parts.extensions.insert(outcome.clone());
@@ -113,7 +144,7 @@ where
         stream: is_sse,
         rewrites: is_sse && options.hide_usage_chunk && dialect == Dialect::OpenAi,
         watch,
-        seen: Seen::default(),
+        seen,
     };
     let mut body = OutcomeBody {
         inner: body,

@@ -68,8 +68,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+pub(crate) use body::observe_read;
 pub use body::{observe, ObserveOptions};
 pub use layer::{Observe, ObserveLayer, ResponseFuture};
+pub(crate) use watch::Seen;
 
 /// Token usage as the provider reported it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ const JSON_CAPTURE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// What has been learnt from the body so far.
 #[derive(Debug, Default)]
-pub(super) struct Seen {
+pub(crate) struct Seen {
     pub(super) usage: Option<Usage>,
     pub(super) output_chars: u64,
     pub(super) finish_reason: Option<String>,
@@ -176,21 +176,51 @@ fn finish_name(reason: &FinishReason) -> &str {
 
 /// Reads a complete Anthropic or Gemini answer.
 fn on_native_json(dialect: Dialect, body: &[u8], seen: &mut Seen) {
-    let Ok(res) = providers::decode_response(dialect, body) else {
-        return;
-    };
-    for part in &res.content {
-        seen.output_chars += match part {
-            Part::Text(text) => text.chars().count() as u64,
-            Part::Reasoning(r) => r.text.chars().count() as u64,
-            Part::ToolCall(call) => {
-                (call.name.chars().count() + call.arguments.chars().count()) as u64
-            }
-            _ => 0,
-        };
+    if let Ok(res) = providers::decode_response(dialect, body) {
+        *seen = Seen::of_answer(&res);
     }
-    seen.finish_reason = res.finish.as_ref().map(|r| finish_name(r).to_owned());
-    seen.usage = res.usage;
+}
+
+impl Seen {
+    /// What a whole answer in canonical form says (read by whoever decoded it, so the
+    /// observer does not parse it again).
+    pub(crate) fn of_answer(res: &providers::ChatResponse) -> Seen {
+        let output_chars = res
+            .content
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.chars().count() as u64,
+                Part::Reasoning(r) => r.text.chars().count() as u64,
+                Part::ToolCall(call) => {
+                    (call.name.chars().count() + call.arguments.chars().count()) as u64
+                }
+                _ => 0,
+            })
+            .sum();
+        Seen {
+            usage: res.usage,
+            output_chars,
+            finish_reason: res.finish.as_ref().map(|r| finish_name(r).to_owned()),
+            terminal: false,
+        }
+    }
+
+    /// What a whole OpenAI answer says, or `None` when it is not one (malformed JSON,
+    /// or fields of unexpected types, which the observer would skip as well).
+    pub(crate) fn of_openai_json(body: &[u8]) -> Option<Seen> {
+        let parsed = serde_json::from_slice::<JsonBody>(body).ok()?;
+        let mut seen = Seen::default();
+        for choice in parsed.choices {
+            if let Some(content) = choice.message.and_then(|m| m.content) {
+                seen.output_chars += content.chars().count() as u64;
+            }
+            if choice.finish_reason.is_some() {
+                seen.finish_reason = choice.finish_reason;
+            }
+        }
+        seen.usage = parsed.usage.map(Usage::from);
+        Some(seen)
+    }
 }
 
 #[derive(Deserialize)]
@@ -288,16 +318,7 @@ struct JsonMessage {
 }
 
 fn on_json_body(body: &[u8], seen: &mut Seen) {
-    let Ok(parsed) = serde_json::from_slice::<JsonBody>(body) else {
-        return;
-    };
-    for choice in parsed.choices {
-        if let Some(content) = choice.message.and_then(|m| m.content) {
-            seen.output_chars += content.chars().count() as u64;
-        }
-        if choice.finish_reason.is_some() {
-            seen.finish_reason = choice.finish_reason;
-        }
+    if let Some(read) = Seen::of_openai_json(body) {
+        *seen = read;
     }
-    seen.usage = parsed.usage.map(Usage::from);
 }

@@ -23,7 +23,7 @@ use super::redact::redact;
 use super::Target;
 use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
-use crate::outcome::{observe, ObserveOptions};
+use crate::outcome::{observe, observe_read, ObserveOptions, Seen};
 use crate::providers::{self, Replace, StreamEncoder, TranslateStream};
 use crate::request::LlmRequest;
 use crate::sse::Decoder;
@@ -372,22 +372,42 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
             }
             Ok(Ok(collected)) => collected.to_bytes(),
         };
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        // One parse checks the answer and reads what the outcome needs from it (usage,
+        // finish reason); the observer does not parse it again. JSON of an unexpected
+        // shape is passed on as it is, unread, like before.
+        let malformed = || {
             tracing::warn!(target = %name, bytes = bytes.len(), "provider answered with malformed JSON");
-            return observed(
+            observed(
                 GatewayError::upstream(format!(
                     "The provider `{name}` returned a malformed response."
                 )),
                 dialect,
                 options,
-            );
-        }
+            )
+        };
         parts.headers.remove(header::CONTENT_LENGTH);
         if !translate {
-            return observe(Response::from_parts(parts, Full::new(bytes)), options);
+            let read = match provider {
+                Dialect::OpenAi => Seen::of_openai_json(&bytes),
+                native => providers::decode_response(native, &bytes)
+                    .ok()
+                    .map(|res| Seen::of_answer(&res)),
+            };
+            if read.is_none() && !is_json(&bytes) {
+                return malformed();
+            }
+            let res = Response::from_parts(parts, Full::new(bytes));
+            return match read {
+                Some(seen) => observe_read(res, options, seen),
+                None => observe(res, options),
+            };
         }
-        let translated = match providers::decode_response(provider, &bytes) {
-            Ok(res) => providers::encode_response(dialect, &res),
+        let (translated, seen) = match providers::decode_response(provider, &bytes) {
+            Ok(res) => (
+                providers::encode_response(dialect, &res),
+                Seen::of_answer(&res),
+            ),
+            Err(_) if !is_json(&bytes) => return malformed(),
             Err(err) => {
                 tracing::warn!(target = %name, "provider answer could not be translated");
                 return observed(err, dialect, options);
@@ -398,7 +418,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let res = observe(Response::from_parts(parts, Full::new(bytes)), options);
+        let res = observe_read(Response::from_parts(parts, Full::new(bytes)), options, seen);
         return res.map(|body| Body::new(Replace::new(body, translated)));
     }
 
@@ -744,4 +764,9 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     out
+}
+
+/// Whether `bytes` are well-formed JSON (checked only when the typed read failed).
+fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
