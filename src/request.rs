@@ -33,7 +33,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -181,6 +181,9 @@ struct Inner {
     sampling: Sampling,
     json: Value,
     raw: Bytes,
+    /// [`LlmRequest::estimated_input_tokens`], worked out on first use (rate limits,
+    /// budgets and the cost estimate all ask, and it walks the whole prompt).
+    input_estimate: OnceLock<u64>,
 }
 
 impl LlmRequest {
@@ -333,6 +336,7 @@ impl LlmRequest {
             sampling,
             json,
             raw,
+            input_estimate: OnceLock::new(),
         })))
     }
 
@@ -386,6 +390,13 @@ impl LlmRequest {
     /// plus a few tokens of framing per message), for reservations made before the
     /// provider reports the real count.
     pub fn estimated_input_tokens(&self) -> u64 {
+        *self
+            .0
+            .input_estimate
+            .get_or_init(|| self.estimate_input_tokens())
+    }
+
+    fn estimate_input_tokens(&self) -> u64 {
         fn chars(v: &Value) -> u64 {
             match v {
                 Value::String(s) => s.len() as u64,

@@ -56,7 +56,7 @@ pub(crate) fn write(headers: &mut HeaderMap, dialect: Dialect, snapshot: &Snapsh
             _ => go_duration(g.reset),
         };
         headers.insert(names[0].clone(), limit_value(slot, g.limit));
-        headers.insert(names[1].clone(), HeaderValue::from(g.remaining));
+        headers.insert(names[1].clone(), number(g.remaining));
         headers.insert(names[2].clone(), reset);
     }
 }
@@ -76,7 +76,7 @@ fn limit_value(slot: usize, limit: u64) -> HeaderValue {
         match value {
             Some(v) if *cached == limit => v.clone(),
             _ => {
-                let v = HeaderValue::from(limit);
+                let v = number(limit);
                 *cached = limit;
                 *value = Some(v.clone());
                 v
@@ -139,7 +139,8 @@ fn human(period: Duration) -> String {
 /// OpenAI's reset format, Go's duration: `20ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`.
 /// Written by hand into a stack buffer: it is on every limited response.
 pub(crate) fn go_duration(d: Duration) -> HeaderValue {
-    let ms = d.as_millis();
+    // u64 arithmetic: u128 division is a library call (584 million years of ms fit).
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut buf = Digits::default();
     if ms < 1000 {
         buf.number(ms);
@@ -176,7 +177,7 @@ pub(crate) fn go_duration(d: Duration) -> HeaderValue {
 }
 
 /// The number of decimal digits of `n`.
-fn digits(n: u128) -> usize {
+fn digits(n: u64) -> usize {
     let mut n = n;
     let mut count = 1;
     while n >= 10 {
@@ -186,8 +187,8 @@ fn digits(n: u128) -> usize {
     count
 }
 
-/// A small stack buffer for header values (a `u128` has at most 39 digits; a duration
-/// in Go's format at most 39 + 1 + 2 + 1 + 2 + 1 + 4 + 1 bytes).
+/// A small stack buffer for header values (a `u64` has at most 20 digits; a duration
+/// in Go's format at most 20 + 1 + 2 + 1 + 2 + 1 + 4 + 1 bytes).
 struct Digits {
     buf: [u8; 64],
     len: usize,
@@ -208,19 +209,16 @@ impl Digits {
         self.len += bytes.len();
     }
 
-    fn number(&mut self, n: u128) {
-        let mut tmp = [0u8; 39];
-        let mut i = tmp.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+    fn number(&mut self, n: u64) {
+        self.push(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    /// `n` with leading zeros to `width` digits.
+    fn padded(&mut self, n: u64, width: usize) {
+        for _ in digits(n)..width {
+            self.push(b"0");
         }
-        self.push(&tmp[i..]);
+        self.number(n);
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -235,13 +233,27 @@ pub(crate) fn rfc3339(at: SystemTime) -> HeaderValue {
         .map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, mo, d) = civil_from_days(days as i64);
-    let text = format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    HeaderValue::try_from(text).expect("ASCII digits")
+    let mut buf = Digits::default();
+    for (n, width, sep) in [
+        (y.max(0) as u64, 4, b'-'),
+        (mo.into(), 2, b'-'),
+        (d.into(), 2, b'T'),
+        (rem / 3600, 2, b':'),
+        (rem % 3600 / 60, 2, b':'),
+        (rem % 60, 2, b'Z'),
+    ] {
+        buf.padded(n, width);
+        buf.push(&[sep]);
+    }
+    HeaderValue::from_bytes(buf.as_bytes()).expect("ASCII digits")
+}
+
+/// A number as a header value, formatted on the stack: one allocation (the value's
+/// own), where `HeaderValue::from(u64)` makes two.
+fn number(n: u64) -> HeaderValue {
+    let mut buf = Digits::default();
+    buf.number(n);
+    HeaderValue::from_bytes(buf.as_bytes()).expect("ASCII digits")
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
