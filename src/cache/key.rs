@@ -12,8 +12,21 @@ use crate::request::LlmRequest;
 use crate::{Body, Dialect, Endpoint};
 
 /// The identity of a cached answer: a SHA-256 digest. See [`DefaultMakeCacheKey`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CacheKey([u8; 32]);
+
+/// Hashes 8 of the digest's bytes, not all 32: they are already uniform, and hash
+/// tables (moka's, the single-flight map) hash every key again each time they rehash,
+/// which at a full store is a measurable part of a miss (`benches/README.md`). The
+/// tables use a randomly seeded hasher, so a client grinding prompts cannot aim at
+/// one bucket.
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
 
 impl CacheKey {
     /// A key from its 32 digest bytes.
