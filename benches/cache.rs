@@ -11,7 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use tollgate::cache::{CacheLayer, CacheScope};
+use tollgate::cache::{CacheLayer, CacheScope, DefaultMakeCacheKey, MakeCacheKey};
 use tollgate::outcome::ObserveLayer;
 use tollgate::request::LlmRequest;
 use tollgate::{Body, Endpoint};
@@ -75,6 +75,12 @@ fn cache(c: &mut Criterion) {
     };
 
     let mut group = c.benchmark_group("cache");
+    // The default key alone (tenant scope, model, canonical body, SHA-256).
+    let keyed = request(&parsed, Some(Arc::from("tenant")));
+    let make_key = DefaultMakeCacheKey::new();
+    group.bench_function("key", |b| {
+        b.iter(|| black_box(make_key.make_cache_key(black_box(&keyed), &parsed)))
+    });
     let mut observe = ServiceBuilder::new()
         .layer(ObserveLayer::new())
         .service_fn(inner.clone());
