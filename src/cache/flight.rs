@@ -158,6 +158,12 @@ impl Leader {
         }
     }
 
+    /// The whole answer so far, or `None` when it outgrew the cap (the flight failed).
+    pub(crate) fn body(&self) -> Option<Bytes> {
+        let state = self.flight.lock();
+        (state.end != Some(End::Failed)).then(|| super::body::join(&state.chunks))
+    }
+
     /// Whether any request follows this one.
     pub(crate) fn has_followers(&self) -> bool {
         self.flight.lock().followers > 0
