@@ -92,6 +92,29 @@ where
     }
 }
 
+/// Says which model a request for a model name will be served by, so that the cache keys
+/// an answer by the model that produced it: an alias and its target share an entry, and
+/// an alias pointed elsewhere (a configuration reload) stops finding the old model's
+/// answers.
+///
+/// Implemented for closures `Fn(&str) -> Option<Arc<str>>` and, with the `routing`
+/// feature, by `tollgate::routing::Router`, which resolves its aliases as routing
+/// will. Return `None` to keep the requested name (a name that stands for itself). See
+/// [`DefaultMakeCacheKey::resolve_model`].
+pub trait ResolveModel: Send + Sync + 'static {
+    /// The model a request for `requested` resolves to, or `None` for `requested` itself.
+    fn resolve_model(&self, requested: &str) -> Option<Arc<str>>;
+}
+
+impl<F> ResolveModel for F
+where
+    F: Fn(&str) -> Option<Arc<str>> + Send + Sync + 'static,
+{
+    fn resolve_model(&self, requested: &str) -> Option<Arc<str>> {
+        self(requested)
+    }
+}
+
 /// Scopes by the authenticated key (feature `auth`): the key's id, whichever header
 /// carried it. Returns false when the request has no `Principal`.
 fn principal_scope(out: &mut Canonical, req: &Request<Body>) -> bool {
@@ -115,6 +138,12 @@ fn principal_scope(out: &mut Canonical, req: &Request<Body>) -> bool {
 ///   `x-api-key` or `x-goog-api-key` header (hashed with the rest, never stored), so
 ///   two callers with different credentials never share an entry; `public` for a
 ///   request with none of them.
+/// - **Model**: the requested name, or, with [`resolve_model`](Self::resolve_model),
+///   the model it resolves to (an alias's target), so `gpt4` (an alias of `gpt-4o`) and
+///   `gpt-4o` share entries. Without a resolver an alias and its target are separate
+///   entries, and re-pointing the alias would keep serving the old model's answers
+///   until they expire: give the cache the router of the same configuration
+///   ([`CacheLayer::resolve_model`](super::CacheLayer::resolve_model)).
 /// - **Canonical body**: the parsed JSON with object keys sorted and numbers compared by
 ///   value (`0` and `0.0` are the same temperature), so whitespace and key order do not
 ///   matter. Fields that cannot change the answer are left out: `stream`,
@@ -125,23 +154,46 @@ fn principal_scope(out: &mut Canonical, req: &Request<Body>) -> bool {
 /// The canonical form is written straight into the hasher as the JSON tree is walked
 /// (no canonical copy of the body is built, and no allocation is made when the parser
 /// kept object keys sorted, as serde_json does by default).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct DefaultMakeCacheKey {
-    _priv: (),
+    // Dynamic: one indirect call per request, and no router type in the key's type.
+    resolve: Option<Arc<dyn ResolveModel>>,
 }
 
 impl DefaultMakeCacheKey {
-    /// The default key maker.
+    /// The default key maker: the model is the requested name.
     pub const fn new() -> Self {
-        DefaultMakeCacheKey { _priv: () }
+        DefaultMakeCacheKey { resolve: None }
+    }
+
+    /// Keys by the model `resolve` says a request's model name resolves to (an alias's
+    /// target) instead of the requested name. Use the `Router` (feature `routing`)
+    /// of the same configuration as the routing layer below the cache.
+    pub fn resolve_model(mut self, resolve: impl ResolveModel) -> Self {
+        self.resolve = Some(Arc::new(resolve));
+        self
+    }
+}
+
+impl fmt::Debug for DefaultMakeCacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DefaultMakeCacheKey")
+            .field("resolve_model", &self.resolve.is_some())
+            .finish()
     }
 }
 
 impl MakeCacheKey for DefaultMakeCacheKey {
     fn make_cache_key(&self, req: &Request<Body>, llm: &LlmRequest) -> Option<CacheKey> {
+        let resolved = self
+            .resolve
+            .as_ref()
+            .and_then(|r| r.resolve_model(llm.model()));
+        let model = resolved.as_deref().unwrap_or(llm.model());
         Some(CacheKey(request_hash(
             req,
             llm,
+            model,
             b"tollgate-cache-v2\0",
             &[],
         )))
@@ -154,12 +206,24 @@ pub(crate) const PROMPT_FIELDS: &[&str] = &["messages", "system", "input", "cont
 /// What a semantic match must share exactly: the tenant, endpoint, model, answer shape
 /// and every body field but the prompt's.
 pub(crate) fn semantic_scope(req: &Request<Body>, llm: &LlmRequest) -> [u8; 32] {
-    request_hash(req, llm, b"tollgate-semantic-v2\0", PROMPT_FIELDS)
+    request_hash(
+        req,
+        llm,
+        llm.model(),
+        b"tollgate-semantic-v2\0",
+        PROMPT_FIELDS,
+    )
 }
 
-/// SHA-256 of the tenant scope, endpoint, model, answer shape and the canonical body,
+/// SHA-256 of the tenant scope, endpoint, `model`, answer shape and the canonical body,
 /// leaving out the [`ignored`] fields and `skip`.
-fn request_hash(req: &Request<Body>, llm: &LlmRequest, tag: &[u8], skip: &[&str]) -> [u8; 32] {
+fn request_hash(
+    req: &Request<Body>,
+    llm: &LlmRequest,
+    model: &str,
+    tag: &[u8],
+    skip: &[&str],
+) -> [u8; 32] {
     let mut out = Canonical::new();
     out.put(tag);
     match req.extensions().get::<CacheScope>() {
@@ -171,7 +235,7 @@ fn request_hash(req: &Request<Body>, llm: &LlmRequest, tag: &[u8], skip: &[&str]
         None => credential_scope(&mut out, req),
     }
     out.field(endpoint_name(llm.endpoint()).as_bytes());
-    out.field(llm.model().as_bytes());
+    out.field(model.as_bytes());
     let usage = llm.include_usage() && llm.dialect() == Dialect::OpenAi;
     out.put(&[u8::from(llm.is_stream()), u8::from(usage)]);
     match llm.json() {
