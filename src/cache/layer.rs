@@ -129,6 +129,16 @@ impl<C> CacheLayer<C, DefaultMakeCacheKey> {
     /// configuration): an alias and its target then share entries, and when a reload
     /// points the alias elsewhere, the new layer misses instead of replaying the old
     /// model's answers. See [`DefaultMakeCacheKey::resolve_model`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate::cache::CacheLayer;
+    ///
+    /// // `gpt4` is an alias of `gpt-4o`: both share entries.
+    /// let layer = CacheLayer::new()
+    ///     .resolve_model(|model: &str| (model == "gpt4").then(|| Arc::<str>::from("gpt-4o")));
+    /// # let _ = layer;
+    /// ```
     pub fn resolve_model(mut self, resolve: impl ResolveModel) -> Self {
         self.make_key = self.make_key.resolve_model(resolve);
         self
