@@ -720,9 +720,13 @@ impl Generation {
         for (model, limits) in &config.limits.models {
             rate_limits = rate_limits.model(model.clone(), limits.to_limits());
         }
+        // Keyed by the model the aliases of this generation resolve to: an alias and
+        // its target share entries, and a reload that re-points an alias misses instead
+        // of replaying the old model's answers from the shared store.
         let mut cache = CacheLayer::new()
             .store(shared.cache_store.clone())
-            .policy(CachePolicy::from(config.cache.policy));
+            .policy(CachePolicy::from(config.cache.policy))
+            .resolve_model(router.clone());
         if let Some(ttl) = config.cache.ttl_seconds {
             cache = cache.ttl(Duration::from_secs(ttl));
         }

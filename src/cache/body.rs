@@ -54,7 +54,10 @@ impl Fill {
 
     fn on_data(&mut self, data: &Bytes) {
         if let Some(leader) = &mut self.leader {
+            // The flight keeps the chunks (under the same cap) for its followers: the
+            // stored copy is read from there, not kept twice.
             leader.chunk(data);
+            return;
         }
         if self.overflow || self.store.is_none() || data.is_empty() {
             return;
@@ -88,11 +91,12 @@ impl Fill {
             overflow,
             ..
         } = self;
-        if complete && !overflow {
+        if complete {
             if let Some((store, key, ttl)) = store {
-                let body = match parts.as_slice() {
-                    [one] => one.clone(),
-                    many => Bytes::from(many.concat()),
+                // `None`: the answer outgrew the cap.
+                let body = match &leader {
+                    Some(leader) => leader.body(),
+                    None => (!overflow).then(|| join(&parts)),
                 };
                 // A JSON answer that does not parse (a provider bug, a truncated body
                 // with a clean end) is forwarded, never replayed. One whose usage the
@@ -100,10 +104,11 @@ impl Fill {
                 let is_json = content_type
                     .as_ref()
                     .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-                if !is_json
-                    || parsed
-                    || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
-                {
+                if let Some(body) = body.filter(|body| {
+                    !is_json
+                        || parsed
+                        || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+                }) {
                     store.put(key, Entry::new(status, content_type, body, ttl));
                 }
             }
@@ -115,6 +120,14 @@ impl Fill {
                 leader.fail();
             }
         }
+    }
+}
+
+/// The chunks as one `Bytes` (no copy for a single chunk).
+pub(crate) fn join(parts: &[Bytes]) -> Bytes {
+    match parts {
+        [one] => one.clone(),
+        many => Bytes::from(many.concat()),
     }
 }
 

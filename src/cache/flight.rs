@@ -22,7 +22,8 @@ use super::CacheKey;
 /// The flights in progress, by key. Bounded by the requests in flight.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+    // hashbrown's seeded foldhash: the keys are digests, SipHash would be wasted work.
+    map: Mutex<hashbrown::HashMap<CacheKey, Arc<Flight>>>,
 }
 
 /// The leader's response head, as followers replay it.
@@ -65,6 +66,10 @@ impl Flight {
         let waiters = {
             let mut state = self.lock();
             f(&mut state);
+            if state.waiters.is_empty() {
+                // Nobody waits (the usual miss): no new map, nothing to wake.
+                return;
+            }
             std::mem::take(&mut state.waiters)
         };
         for (_, waker) in waiters {
@@ -151,6 +156,12 @@ impl Leader {
         if over {
             self.finish(End::Failed);
         }
+    }
+
+    /// The whole answer so far, or `None` when it outgrew the cap (the flight failed).
+    pub(crate) fn body(&self) -> Option<Bytes> {
+        let state = self.flight.lock();
+        (state.end != Some(End::Failed)).then(|| super::body::join(&state.chunks))
     }
 
     /// Whether any request follows this one.

@@ -12,8 +12,21 @@ use crate::request::LlmRequest;
 use crate::{Body, Dialect, Endpoint};
 
 /// The identity of a cached answer: a SHA-256 digest. See [`DefaultMakeCacheKey`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CacheKey([u8; 32]);
+
+/// Hashes 8 of the digest's bytes, not all 32: they are already uniform, and hash
+/// tables (moka's, the single-flight map) hash every key again each time they rehash,
+/// which at a full store is a measurable part of a miss (`benches/README.md`). The
+/// tables use a randomly seeded hasher, so a client grinding prompts cannot aim at
+/// one bucket.
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
 
 impl CacheKey {
     /// A key from its 32 digest bytes.
@@ -79,16 +92,39 @@ where
     }
 }
 
+/// Says which model a request for a model name will be served by, so that the cache keys
+/// an answer by the model that produced it: an alias and its target share an entry, and
+/// an alias pointed elsewhere (a configuration reload) stops finding the old model's
+/// answers.
+///
+/// Implemented for closures `Fn(&str) -> Option<Arc<str>>` and, with the `routing`
+/// feature, by `tollgate::routing::Router`, which resolves its aliases as routing
+/// will. Return `None` to keep the requested name (a name that stands for itself). See
+/// [`DefaultMakeCacheKey::resolve_model`].
+pub trait ResolveModel: Send + Sync + 'static {
+    /// The model a request for `requested` resolves to, or `None` for `requested` itself.
+    fn resolve_model(&self, requested: &str) -> Option<Arc<str>>;
+}
+
+impl<F> ResolveModel for F
+where
+    F: Fn(&str) -> Option<Arc<str>> + Send + Sync + 'static,
+{
+    fn resolve_model(&self, requested: &str) -> Option<Arc<str>> {
+        self(requested)
+    }
+}
+
 /// Scopes by the authenticated key (feature `auth`): the key's id, whichever header
 /// carried it. Returns false when the request has no `Principal`.
-fn principal_scope(hasher: &mut Sha256, req: &Request<Body>) -> bool {
+fn principal_scope(out: &mut Canonical, req: &Request<Body>) -> bool {
     #[cfg(feature = "auth")]
     if let Some(principal) = req.extensions().get::<crate::auth::Principal>() {
-        hasher.update(b"key\0");
-        field(hasher, principal.key_id.as_bytes());
+        out.put(b"key\0");
+        out.field(principal.key_id.as_bytes());
         return true;
     }
-    let _ = (hasher, req);
+    let _ = (out, req);
     false
 }
 
@@ -98,34 +134,67 @@ fn principal_scope(hasher: &mut Sha256, req: &Request<Body>) -> bool {
 ///
 /// - **Scope**: the [`CacheScope`] extension when present; else the authenticated key's
 ///   id from the auth layer's `Principal` (feature `auth`; set a [`CacheScope`] of the
-///   team to share entries across a team's keys); otherwise a SHA-256 of the
-///   `authorization`, `x-api-key` or `x-goog-api-key` header (never the header itself),
-///   so two callers with different credentials never share an entry; `public` for a
+///   team to share entries across a team's keys); otherwise the `authorization`,
+///   `x-api-key` or `x-goog-api-key` header (hashed with the rest, never stored), so
+///   two callers with different credentials never share an entry; `public` for a
 ///   request with none of them.
+/// - **Model**: the requested name, or, with [`resolve_model`](Self::resolve_model),
+///   the model it resolves to (an alias's target), so `gpt4` (an alias of `gpt-4o`) and
+///   `gpt-4o` share entries. Without a resolver an alias and its target are separate
+///   entries, and re-pointing the alias would keep serving the old model's answers
+///   until they expire: give the cache the router of the same configuration
+///   ([`CacheLayer::resolve_model`](super::CacheLayer::resolve_model)).
 /// - **Canonical body**: the parsed JSON with object keys sorted and numbers compared by
 ///   value (`0` and `0.0` are the same temperature), so whitespace and key order do not
 ///   matter. Fields that cannot change the answer are left out: `stream`,
 ///   `stream_options`, `user`, `metadata`, `store`. Everything else counts, including
 ///   fields tollgate does not know: an unknown field that changes the answer must not
 ///   share an entry with a request without it.
-#[derive(Debug, Clone, Default)]
+///
+/// The canonical form is written straight into the hasher as the JSON tree is walked
+/// (no canonical copy of the body is built, and no allocation is made when the parser
+/// kept object keys sorted, as serde_json does by default).
+#[derive(Clone, Default)]
 pub struct DefaultMakeCacheKey {
-    _priv: (),
+    // Dynamic: one indirect call per request, and no router type in the key's type.
+    resolve: Option<Arc<dyn ResolveModel>>,
 }
 
 impl DefaultMakeCacheKey {
-    /// The default key maker.
+    /// The default key maker: the model is the requested name.
     pub const fn new() -> Self {
-        DefaultMakeCacheKey { _priv: () }
+        DefaultMakeCacheKey { resolve: None }
+    }
+
+    /// Keys by the model `resolve` says a request's model name resolves to (an alias's
+    /// target) instead of the requested name. Use the `Router` (feature `routing`)
+    /// of the same configuration as the routing layer below the cache.
+    pub fn resolve_model(mut self, resolve: impl ResolveModel) -> Self {
+        self.resolve = Some(Arc::new(resolve));
+        self
+    }
+}
+
+impl fmt::Debug for DefaultMakeCacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DefaultMakeCacheKey")
+            .field("resolve_model", &self.resolve.is_some())
+            .finish()
     }
 }
 
 impl MakeCacheKey for DefaultMakeCacheKey {
     fn make_cache_key(&self, req: &Request<Body>, llm: &LlmRequest) -> Option<CacheKey> {
+        let resolved = self
+            .resolve
+            .as_ref()
+            .and_then(|r| r.resolve_model(llm.model()));
+        let model = resolved.as_deref().unwrap_or(llm.model());
         Some(CacheKey(request_hash(
             req,
             llm,
-            b"tollgate-cache-v1\0",
+            model,
+            b"tollgate-cache-v2\0",
             &[],
         )))
     }
@@ -137,54 +206,81 @@ pub(crate) const PROMPT_FIELDS: &[&str] = &["messages", "system", "input", "cont
 /// What a semantic match must share exactly: the tenant, endpoint, model, answer shape
 /// and every body field but the prompt's.
 pub(crate) fn semantic_scope(req: &Request<Body>, llm: &LlmRequest) -> [u8; 32] {
-    request_hash(req, llm, b"tollgate-semantic-v1\0", PROMPT_FIELDS)
+    request_hash(
+        req,
+        llm,
+        llm.model(),
+        b"tollgate-semantic-v2\0",
+        PROMPT_FIELDS,
+    )
 }
 
-/// SHA-256 of the tenant scope, endpoint, model, answer shape and the canonical body,
-/// leaving out [`IGNORED`] fields and `skip`.
-fn request_hash(req: &Request<Body>, llm: &LlmRequest, tag: &[u8], skip: &[&str]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(tag);
+/// SHA-256 of the tenant scope, endpoint, `model`, answer shape and the canonical body,
+/// leaving out the [`ignored`] fields and `skip`.
+fn request_hash(
+    req: &Request<Body>,
+    llm: &LlmRequest,
+    model: &str,
+    tag: &[u8],
+    skip: &[&str],
+) -> [u8; 32] {
+    let mut out = Canonical::new();
+    out.put(tag);
     match req.extensions().get::<CacheScope>() {
         Some(scope) => {
-            hasher.update(b"scope\0");
-            field(&mut hasher, scope.0.as_bytes());
+            out.put(b"scope\0");
+            out.field(scope.0.as_bytes());
         }
-        None if principal_scope(&mut hasher, req) => {}
-        None => credential_scope(&mut hasher, req),
+        None if principal_scope(&mut out, req) => {}
+        None => credential_scope(&mut out, req),
     }
-    field(&mut hasher, endpoint_name(llm.endpoint()).as_bytes());
-    field(&mut hasher, llm.model().as_bytes());
+    out.field(endpoint_name(llm.endpoint()).as_bytes());
+    out.field(model.as_bytes());
     let usage = llm.include_usage() && llm.dialect() == Dialect::OpenAi;
-    hasher.update([u8::from(llm.is_stream()), u8::from(usage)]);
+    out.put(&[u8::from(llm.is_stream()), u8::from(usage)]);
     match llm.json() {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map
-                .keys()
-                .filter(|k| !IGNORED.contains(&k.as_str()) && !skip.contains(&k.as_str()))
-                .collect();
-            keys.sort_unstable();
-            hasher.update(b"{");
-            for key in keys {
-                field(&mut hasher, key.as_bytes());
-                canonical(&mut hasher, &map[key.as_str()]);
-            }
-            hasher.update(b"}");
+            let kept = |(k, _): &(&String, &Value)| !ignored(k) && !skip.contains(&k.as_str());
+            out.byte(b'{');
+            out.varint(map.iter().filter(kept).count());
+            sorted_entries(map.iter().filter(kept), |key, value| {
+                out.field(key.as_bytes());
+                out.value(value);
+            });
         }
-        other => canonical(&mut hasher, other),
+        other => out.value(other),
     }
-    hasher.finalize().into()
+    out.finish()
 }
 
-/// Body fields that never change the answer (`model` is hashed on its own).
-const IGNORED: &[&str] = &[
-    "model",
-    "stream",
-    "stream_options",
-    "user",
-    "metadata",
-    "store",
-];
+/// Calls `f` on `entries` in key order. serde_json's map iterates in key order already
+/// (a `BTreeMap`); with its `preserve_order` feature (switched on by any crate in the
+/// build) it keeps the body's order, and the entries are sorted here instead.
+fn sorted_entries<'a, I>(entries: I, mut f: impl FnMut(&'a str, &'a Value))
+where
+    I: Iterator<Item = (&'a String, &'a Value)> + Clone,
+{
+    if entries.clone().map(|(k, _)| k).is_sorted() {
+        for (key, value) in entries {
+            f(key, value);
+        }
+        return;
+    }
+    let mut entries: Vec<(&String, &Value)> = entries.collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (key, value) in entries {
+        f(key, value);
+    }
+}
+
+/// Body fields that never change the answer (`model` is hashed on its own). A `match`
+/// rather than a list: it compares by length first.
+fn ignored(key: &str) -> bool {
+    matches!(
+        key,
+        "model" | "stream" | "stream_options" | "user" | "metadata" | "store"
+    )
+}
 
 fn endpoint_name(endpoint: Endpoint) -> &'static str {
     match endpoint {
@@ -194,85 +290,157 @@ fn endpoint_name(endpoint: Endpoint) -> &'static str {
     }
 }
 
-/// Hashes the caller's credential (the first present header), or `public`.
-fn credential_scope(hasher: &mut Sha256, req: &Request<Body>) {
+/// The caller's credential (the first present header, name and value), or `public`.
+/// It goes into the key's SHA-256 with everything else, so it is never kept in clear.
+fn credential_scope(out: &mut Canonical, req: &Request<Body>) {
     let headers = req.headers();
     let credential = [AUTHORIZATION.as_str(), "x-api-key", "x-goog-api-key"]
         .into_iter()
         .find_map(|name| headers.get(name).map(|v| (name, v)));
     match credential {
         Some((name, value)) => {
-            let digest = Sha256::new()
-                .chain_update(name.as_bytes())
-                .chain_update(b"\0")
-                .chain_update(value.as_bytes())
-                .finalize();
-            hasher.update(b"credential\0");
-            hasher.update(digest);
+            out.put(b"credential\0");
+            out.field(name.as_bytes());
+            out.field(value.as_bytes());
         }
-        None => hasher.update(b"public\0"),
+        None => out.put(b"public\0"),
     }
 }
 
-/// A length-prefixed byte string, so that no two field sequences hash alike.
-fn field(hasher: &mut Sha256, bytes: &[u8]) {
-    hasher.update((bytes.len() as u64).to_le_bytes());
-    hasher.update(bytes);
+/// The canonical form, written into SHA-256 through a small buffer: the form is made of
+/// many short pieces (tags, lengths, keys), and one `update` per piece costs more than
+/// the hashing itself.
+///
+/// The encoding is prefix-free, so no two inputs share a form: each value starts with
+/// a tag byte; strings and keys carry their length, arrays and objects their count, as
+/// LEB128 varints (one byte below 128).
+struct Canonical {
+    sha: Sha256,
+    buf: [u8; Canonical::BUF],
+    len: usize,
 }
 
-/// Hashes a JSON value with sorted object keys and numbers by value. Nesting depth is
-/// bounded by the JSON parser (serde_json refuses more than 128 levels).
-fn canonical(hasher: &mut Sha256, value: &Value) {
-    match value {
-        Value::Null => hasher.update(b"n"),
-        Value::Bool(b) => hasher.update(if *b { b"t" } else { b"f" }),
-        Value::Number(n) => {
-            hasher.update(b"#");
-            // Integers that a double holds exactly hash as that double, so `0` and
-            // `0.0` agree; larger integers keep their exact value.
-            match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                (Some(i), _, _) if i.unsigned_abs() < (1 << 53) => {
-                    hasher.update((i as f64).to_bits().to_le_bytes())
-                }
-                (Some(i), _, _) => {
-                    hasher.update(b"i");
-                    hasher.update(i.to_le_bytes());
-                }
-                (None, Some(u), _) => {
-                    hasher.update(b"u");
-                    hasher.update(u.to_le_bytes());
-                }
-                (None, None, Some(f)) => {
-                    // -0.0 and 0.0 are the same number.
-                    let f = if f == 0.0 { 0.0 } else { f };
-                    hasher.update(f.to_bits().to_le_bytes())
-                }
-                (None, None, None) => field(hasher, n.to_string().as_bytes()),
+impl Canonical {
+    /// A multiple of SHA-256's 64-byte block, so full flushes skip its own buffer.
+    const BUF: usize = 256;
+
+    fn new() -> Self {
+        Canonical {
+            sha: Sha256::new(),
+            buf: [0; Canonical::BUF],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if bytes.len() > Canonical::BUF - self.len {
+            self.flush();
+            if bytes.len() >= Canonical::BUF {
+                // A long string (a prompt): straight to the hasher.
+                self.sha.update(bytes);
+                return;
             }
         }
-        Value::String(s) => {
-            hasher.update(b"s");
-            field(hasher, s.as_bytes());
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// One tag byte.
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        if self.len == Canonical::BUF {
+            self.flush();
         }
-        Value::Array(items) => {
-            hasher.update(b"[");
-            hasher.update((items.len() as u64).to_le_bytes());
-            for item in items {
-                canonical(hasher, item);
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn flush(&mut self) {
+        self.sha.update(&self.buf[..self.len]);
+        self.len = 0;
+    }
+
+    fn varint(&mut self, mut n: usize) {
+        if n < 0x80 {
+            return self.byte(n as u8);
+        }
+        let mut bytes = [0u8; 10];
+        let mut i = 0;
+        while n >= 0x80 {
+            bytes[i] = (n as u8) | 0x80;
+            n >>= 7;
+            i += 1;
+        }
+        bytes[i] = n as u8;
+        self.put(&bytes[..=i]);
+    }
+
+    /// A length-prefixed byte string.
+    fn field(&mut self, bytes: &[u8]) {
+        self.varint(bytes.len());
+        self.put(bytes);
+    }
+
+    /// A JSON value with sorted object keys and numbers by value. Nesting depth is
+    /// bounded by the JSON parser (serde_json refuses more than 128 levels).
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.byte(b'n'),
+            Value::Bool(b) => self.byte(if *b { b't' } else { b'f' }),
+            Value::Number(n) => {
+                // Integers that a double holds exactly hash as that double, so `0` and
+                // `0.0` agree; larger integers keep their exact value.
+                match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), _, _) if i.unsigned_abs() < (1 << 53) => {
+                        self.byte(b'#');
+                        self.put(&(i as f64).to_bits().to_le_bytes());
+                    }
+                    (Some(i), _, _) => {
+                        self.byte(b'i');
+                        self.put(&i.to_le_bytes());
+                    }
+                    (None, Some(u), _) => {
+                        self.byte(b'u');
+                        self.put(&u.to_le_bytes());
+                    }
+                    (None, None, Some(f)) => {
+                        // -0.0 and 0.0 are the same number.
+                        let f = if f == 0.0 { 0.0 } else { f };
+                        self.byte(b'#');
+                        self.put(&f.to_bits().to_le_bytes());
+                    }
+                    (None, None, None) => {
+                        self.byte(b'd');
+                        self.field(n.to_string().as_bytes());
+                    }
+                }
             }
-            hasher.update(b"]");
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            hasher.update(b"{");
-            hasher.update((keys.len() as u64).to_le_bytes());
-            for key in keys {
-                field(hasher, key.as_bytes());
-                canonical(hasher, &map[key.as_str()]);
+            Value::String(s) => {
+                self.byte(b's');
+                self.field(s.as_bytes());
             }
-            hasher.update(b"}");
+            Value::Array(items) => {
+                self.byte(b'[');
+                self.varint(items.len());
+                for item in items {
+                    self.value(item);
+                }
+            }
+            Value::Object(map) => {
+                self.byte(b'{');
+                self.varint(map.len());
+                sorted_entries(map.iter(), |key, value| {
+                    self.field(key.as_bytes());
+                    self.value(value);
+                });
+            }
         }
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        self.flush();
+        self.sha.finalize().into()
     }
 }
 
@@ -391,6 +559,30 @@ mod tests {
             as_key("k1", ("authorization", "Bearer tg-a")),
             as_key("k2", ("authorization", "Bearer tg-a"))
         );
+    }
+
+    #[test]
+    fn long_strings_and_unsorted_maps() {
+        // Strings longer than the canonical buffer go straight to the hasher.
+        let long = "x".repeat(300);
+        let body = BASE.replace("\"hi\"", &format!("\"{long}\""));
+        assert_eq!(key_of(&body, None), key_of(&body, None));
+        let longer = BASE.replace("\"hi\"", &format!("\"{long}y\""));
+        assert_ne!(key_of(&body, None), key_of(&longer, None));
+
+        // Entries in body order (serde_json's `preserve_order`) come out sorted.
+        let (a, b, c) = ("a".to_string(), "b".to_string(), "c".to_string());
+        let (one, two) = (Value::from(1), Value::from(2));
+        let order = |entries: Vec<(&String, &Value)>| {
+            let mut seen = Vec::new();
+            sorted_entries(entries.into_iter(), |k, v| {
+                seen.push((k.to_string(), v.clone()))
+            });
+            seen
+        };
+        let sorted = order(vec![(&a, &one), (&b, &two), (&c, &one)]);
+        assert_eq!(order(vec![(&c, &one), (&a, &one), (&b, &two)]), sorted);
+        assert_eq!(sorted[0].0, "a");
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::flight::Flights;
-use super::{Cache, CachePolicy, CacheStore, DefaultMakeCacheKey, MakeCacheKey, MemoryStore};
+use super::{
+    Cache, CachePolicy, CacheStore, DefaultMakeCacheKey, MakeCacheKey, MemoryStore, ResolveModel,
+};
 
 /// The default time to live of an entry: one hour.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -116,6 +118,29 @@ impl<C, K> CacheLayer<C, K> {
     /// (default on).
     pub fn single_flight(mut self, on: bool) -> Self {
         self.config.single_flight = on;
+        self
+    }
+}
+
+impl<C> CacheLayer<C, DefaultMakeCacheKey> {
+    /// Keys answers by the model a request's model name resolves to (an alias's
+    /// target), as `resolve` says, instead of the name itself (the default). Pass the
+    /// `Router` (feature `routing`) of the routing layer below (the same
+    /// configuration): an alias and its target then share entries, and when a reload
+    /// points the alias elsewhere, the new layer misses instead of replaying the old
+    /// model's answers. See [`DefaultMakeCacheKey::resolve_model`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate::cache::CacheLayer;
+    ///
+    /// // `gpt4` is an alias of `gpt-4o`: both share entries.
+    /// let layer = CacheLayer::new()
+    ///     .resolve_model(|model: &str| (model == "gpt4").then(|| Arc::<str>::from("gpt-4o")));
+    /// # let _ = layer;
+    /// ```
+    pub fn resolve_model(mut self, resolve: impl ResolveModel) -> Self {
+        self.make_key = self.make_key.resolve_model(resolve);
         self
     }
 }

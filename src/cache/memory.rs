@@ -14,7 +14,7 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 /// Cheap to clone: clones share the entries.
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: moka::sync::Cache<CacheKey, Entry>,
+    cache: moka::sync::Cache<CacheKey, Entry, hashbrown::DefaultHashBuilder>,
     capacity: u64,
 }
 
@@ -45,7 +45,10 @@ impl MemoryStore {
                 u32::try_from(entry.weight()).unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
-            .build();
+            // A seeded foldhash over 8 bytes of the digest instead of SipHash over 32:
+            // moka hashes every key again when it rehashes its table, which a full
+            // store does every few thousand evictions.
+            .build_with_hasher(hashbrown::DefaultHashBuilder::default());
         MemoryStore {
             cache,
             capacity: bytes,

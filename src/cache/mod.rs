@@ -80,6 +80,13 @@
 //! `x-goog-api-key`, never stored in clear), or `public` when there is none. Two tenants
 //! never share an entry.
 //!
+//! The model is the one the request names, unless the layer knows how routing will
+//! resolve it: [`CacheLayer::resolve_model`] with the `Router` (feature `routing`)
+//! of the same configuration (or any [`ResolveModel`]) keys by the resolved model, so
+//! an alias and its target share entries, and an alias re-pointed by a reload misses
+//! instead of replaying the old model's answers. Build the cache with each
+//! configuration's router, as the example gateway does.
+//!
 //! # Streams
 //!
 //! On a miss the answer streams to the client untouched, frame by frame, while `Bytes`
@@ -137,7 +144,7 @@ mod semantic;
 mod service;
 mod store;
 
-pub use key::{CacheKey, CacheScope, DefaultMakeCacheKey, MakeCacheKey};
+pub use key::{CacheKey, CacheScope, DefaultMakeCacheKey, MakeCacheKey, ResolveModel};
 pub use layer::{CacheLayer, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TTL, DEFAULT_TTL};
 pub use memory::{MemoryStore, DEFAULT_MEMORY_BYTES};
 pub use policy::{CachePolicy, CACHE_STATUS_HEADER, CACHE_TTL_HEADER};

@@ -46,6 +46,8 @@ pub struct Router {
 pub(crate) struct Shared {
     channels: Box<[Channel]>,
     aliases: HashMap<Box<str>, Box<[Box<str>]>>,
+    /// What [`Router::resolve_model`] answers, made once at build.
+    resolved: HashMap<Box<str>, Arc<str>>,
     strategy: Box<dyn RouteStrategy>,
     pub(crate) clock: Clock,
 }
@@ -158,6 +160,7 @@ impl RouterBuilder {
             shared: Arc::new(Shared {
                 channels: channels.into(),
                 aliases: HashMap::new(),
+                resolved: HashMap::new(),
                 strategy: self.strategy,
                 clock,
             }),
@@ -174,9 +177,9 @@ impl RouterBuilder {
             }
         }
         let mut router = router;
-        Arc::get_mut(&mut router.shared)
-            .expect("not shared yet")
-            .aliases = self.aliases;
+        let shared = Arc::get_mut(&mut router.shared).expect("not shared yet");
+        shared.resolved = resolved_models(&self.aliases, &shared.channels);
+        shared.aliases = self.aliases;
         Ok(router)
     }
 }
@@ -189,6 +192,28 @@ impl fmt::Debug for RouterBuilder {
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
+}
+
+/// The names that stand for other models, as [`Router::resolve_model`] answers them:
+/// each alias, and `auto` unless an alias hides it.
+fn resolved_models(
+    aliases: &HashMap<Box<str>, Box<[Box<str>]>>,
+    channels: &[Channel],
+) -> HashMap<Box<str>, Arc<str>> {
+    let group = |models: Vec<&str>| -> Arc<str> { Arc::from(models.join("\0")) };
+    let mut resolved: HashMap<Box<str>, Arc<str>> = aliases
+        .iter()
+        .map(|(alias, models)| (alias.clone(), group(models.iter().map(|m| &**m).collect())))
+        .collect();
+    let auto: Vec<&str> = channels
+        .iter()
+        .filter(|c| c.inner.auto)
+        .filter_map(|c| c.inner.models.first().map(|e| &*e.name))
+        .collect();
+    if !auto.is_empty() && !resolved.contains_key("auto") {
+        resolved.insert("auto".into(), group(auto));
+    }
+    resolved
 }
 
 /// One channel that serves the model: (channel index, upstream model, cost).
@@ -221,6 +246,21 @@ impl Router {
     /// Every channel, in the order they were added.
     pub fn channels(&self) -> impl ExactSizeIterator<Item = &Channel> {
         self.shared.channels.iter()
+    }
+
+    /// The model a request for `model` is served as, for what must follow aliases
+    /// rather than names (the response cache's key: `CacheLayer::resolve_model`):
+    /// an alias's model, or the models of a group of several joined by `'\0'` (in the
+    /// alias's order); `auto` likewise (each auto channel's first model). `None` for
+    /// any other name: it stands for itself (`gpt-4o`, `openai/gpt-4o`, a prefix
+    /// match). Resolved as [`Router::resolve`] does, from the same tables, so a
+    /// router built from a new configuration answers for the new aliases.
+    pub fn resolve_model(&self, model: &str) -> Option<Arc<str>> {
+        let resolved = &self.shared.resolved;
+        if resolved.is_empty() {
+            return None;
+        }
+        resolved.get(model).cloned()
     }
 
     /// The candidates for `model`, best first: 404 (`model_not_found`) when no channel
@@ -392,6 +432,13 @@ impl Router {
                 return;
             }
         }
+    }
+}
+
+#[cfg(feature = "cache")]
+impl crate::cache::ResolveModel for Router {
+    fn resolve_model(&self, requested: &str) -> Option<Arc<str>> {
+        Router::resolve_model(self, requested)
     }
 }
 

@@ -206,3 +206,28 @@ async fn a_hit_is_metered_as_a_cache_hit_at_zero_cost() {
     assert_eq!(records[1].completion_tokens, records[0].completion_tokens);
     assert_eq!(mock.request_count(), 1);
 }
+
+#[tokio::test]
+async fn the_byte_cap_holds_with_and_without_single_flight() {
+    // With single-flight the stored copy is read from the flight's chunks; without it,
+    // the fill keeps its own. Either way an answer over the cap is forwarded whole and
+    // never stored, and one under it is.
+    for single_flight in [true, false] {
+        let (svc, mock) = setup_with(
+            CacheLayer::new()
+                .single_flight(single_flight)
+                .max_entry_bytes(64),
+        );
+        let (status, code, body) = send(&svc, chat(DET)).await;
+        assert_eq!((status.as_str(), code), ("miss", 200));
+        assert!(body.len() > 64, "{}", body.len());
+        assert_eq!(send(&svc, chat(DET)).await.0, "miss", "{single_flight}");
+        assert_eq!(mock.request_count(), 2);
+
+        let (svc, mock) = setup_with(CacheLayer::new().single_flight(single_flight));
+        let (_, _, first) = send(&svc, chat(DET)).await;
+        let (status, _, again) = send(&svc, chat(DET)).await;
+        assert_eq!((status.as_str(), again), ("hit", first), "{single_flight}");
+        assert_eq!(mock.request_count(), 1);
+    }
+}

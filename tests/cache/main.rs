@@ -5,6 +5,7 @@
 
 mod basics;
 mod flight;
+mod models;
 mod readiness;
 #[cfg(feature = "redis")]
 mod redis;

@@ -270,3 +270,47 @@ async fn reloaded_auth_keys_and_master_key_apply_at_once() {
     assert_eq!(open.status, 401, "still authenticated");
     assert!(gateway.stop());
 }
+
+/// The response cache keys by the model an alias resolves to in the running
+/// configuration: the alias and its target share an entry, and a reload that re-points
+/// the alias misses instead of replaying the old model's answer (issue 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_follows_a_re_pointed_alias() {
+    let dir = TempDir::new("cache-alias");
+    dir.write("gateway.toml", &config(0));
+    let gateway = Gateway::start(&[
+        ("TOLLGATE_CONFIG", &dir.path("gateway.toml")),
+        ("TOLLGATE_DB", &dir.path("t.db")),
+    ]);
+    let http = Http::new(&gateway.url);
+    // Temperature 0: cached under the default policy.
+    let ask = |model: &str| {
+        serde_json::json!({"model": model, "temperature": 0,
+            "messages": [{"role": "user", "content": "same question"}]})
+        .to_string()
+    };
+    let send = |model: &'static str| {
+        let (http, body) = (http.clone(), ask(model));
+        async move {
+            let answer = http.post("/v1/chat/completions", &[], &body).await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            let cache = answer.header("x-tollgate-cache").unwrap_or("").to_owned();
+            (
+                cache,
+                answer.json()["model"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    assert_eq!(send("live").await, ("miss".into(), "mock/v0".into()));
+    assert_eq!(send("mock/v0").await, ("hit".into(), "mock/v0".into()));
+    assert_eq!(send("live").await, ("hit".into(), "mock/v0".into()));
+
+    dir.write("gateway.toml", &config(1));
+    gateway.signal("HUP");
+    gateway.wait_for_log("configuration reloaded").await;
+    assert_eq!(send("live").await, ("miss".into(), "mock/v1".into()));
+    assert_eq!(send("live").await, ("hit".into(), "mock/v1".into()));
+    // The old target's answer is still its own.
+    assert_eq!(send("mock/v0").await, ("hit".into(), "mock/v0".into()));
+    assert!(gateway.stop());
+}
