@@ -108,6 +108,7 @@ where
 /// [`observe`] for a whole answer its caller has already read (the upstream client
 /// checks every JSON answer): the observer takes what was read instead of parsing the
 /// body again.
+#[cfg_attr(not(feature = "upstream"), allow(dead_code))]
 pub(crate) fn observe_read<B>(
     res: Response<B>,
     options: ObserveOptions,

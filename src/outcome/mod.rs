@@ -68,9 +68,11 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+#[cfg(feature = "upstream")]
 pub(crate) use body::observe_read;
 pub use body::{observe, ObserveOptions};
 pub use layer::{Observe, ObserveLayer, ResponseFuture};
+#[cfg(feature = "upstream")]
 pub(crate) use watch::Seen;
 
 /// Token usage as the provider reported it.

@@ -258,6 +258,100 @@ macro_rules! read_columns {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use {bind_columns, read_columns};
 
+/// The [`KeyStore`] impl of a SQL store whose `pool` field is a sqlx pool: the SQLite
+/// and PostgreSQL stores differ only in their placeholders (`?1` or `$1`), their
+/// "insert the team if new" statement and the engine named in errors.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! sql_key_store {
+    (store = $store:ty, engine = $engine:literal, numbered = $numbered:literal, param = $p:literal, team_sql = $team:expr) => {
+        fn db_error(what: &str) -> impl Fn(sqlx::Error) -> KeyStoreError + '_ {
+            move |e| KeyStoreError::new(format!("key store ({}): cannot {what}: {e}", $engine))
+        }
+
+        impl KeyStore for $store {
+            fn insert<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    let mut tx = self.pool.begin().await.map_err(db_error("insert a key"))?;
+                    if let Some(team) = &record.team {
+                        sqlx::query($team)
+                            .bind(team)
+                            .bind(crate::auth::record::unix_millis(record.created_at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error("insert a team"))?;
+                    }
+                    let sql = insert_sql($numbered);
+                    bind_columns!(sqlx::query(&sql), Columns::encode(record))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error("insert a key"))?;
+                    tx.commit().await.map_err(db_error("insert a key"))
+                })
+            }
+
+            fn find_by_hash<'a>(&'a self, hash: &'a KeyHash) -> StoreFuture<'a, Option<KeyRecord>> {
+                Box::pin(async move {
+                    let sql = format!("SELECT {COLUMNS} FROM auth_keys WHERE hash = {}", $p);
+                    let row = sqlx::query(&sql)
+                        .bind(hash.to_hex())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_error("look a key up"))?;
+                    row.map(|row| read_columns!(&row)).transpose()
+                })
+            }
+
+            fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {
+                Box::pin(async move {
+                    let sql = format!("SELECT {COLUMNS} FROM auth_keys WHERE id = {}", $p);
+                    let row = sqlx::query(&sql)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_error("read a key"))?;
+                    row.map(|row| read_columns!(&row)).transpose()
+                })
+            }
+
+            fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
+                Box::pin(async move {
+                    let sql = format!("SELECT {COLUMNS} FROM auth_keys ORDER BY created_at, id");
+                    let rows = sqlx::query(&sql)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db_error("list keys"))?;
+                    rows.iter().map(|row| read_columns!(row)).collect()
+                })
+            }
+
+            fn update<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, bool> {
+                Box::pin(async move {
+                    let mut tx = self.pool.begin().await.map_err(db_error("update a key"))?;
+                    if let Some(team) = &record.team {
+                        sqlx::query($team)
+                            .bind(team)
+                            .bind(crate::auth::record::unix_millis(
+                                std::time::SystemTime::now(),
+                            ))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error("insert a team"))?;
+                    }
+                    let sql = update_sql($numbered);
+                    let done = bind_columns!(sqlx::query(&sql), Columns::encode(record))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error("update a key"))?;
+                    tx.commit().await.map_err(db_error("update a key"))?;
+                    Ok(done.rows_affected() > 0)
+                })
+            }
+        }
+    };
+}
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use sql_key_store;
+
 /// The `UPDATE ... SET` list for every column but the id, with `$n` or `?` markers.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn update_sql(numbered: bool) -> String {

@@ -61,86 +61,10 @@ impl SqliteKeyStore {
     }
 }
 
-fn db_error(what: &str) -> impl Fn(sqlx::Error) -> KeyStoreError + '_ {
-    move |e| KeyStoreError::new(format!("key store (SQLite): cannot {what}: {e}"))
-}
-
-impl KeyStore for SqliteKeyStore {
-    fn insert<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(db_error("insert a key"))?;
-            if let Some(team) = &record.team {
-                sqlx::query("INSERT OR IGNORE INTO auth_teams (name, created_at) VALUES (?1, ?2)")
-                    .bind(team)
-                    .bind(crate::auth::record::unix_millis(record.created_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error("insert a team"))?;
-            }
-            let sql = insert_sql(false);
-            bind_columns!(sqlx::query(&sql), Columns::encode(record))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error("insert a key"))?;
-            tx.commit().await.map_err(db_error("insert a key"))
-        })
-    }
-
-    fn find_by_hash<'a>(&'a self, hash: &'a KeyHash) -> StoreFuture<'a, Option<KeyRecord>> {
-        Box::pin(async move {
-            let sql = format!("SELECT {COLUMNS} FROM auth_keys WHERE hash = ?1");
-            let row = sqlx::query(&sql)
-                .bind(hash.to_hex())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error("look a key up"))?;
-            row.map(|row| read_columns!(&row)).transpose()
-        })
-    }
-
-    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {
-        Box::pin(async move {
-            let sql = format!("SELECT {COLUMNS} FROM auth_keys WHERE id = ?1");
-            let row = sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error("read a key"))?;
-            row.map(|row| read_columns!(&row)).transpose()
-        })
-    }
-
-    fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
-        Box::pin(async move {
-            let sql = format!("SELECT {COLUMNS} FROM auth_keys ORDER BY created_at, id");
-            let rows = sqlx::query(&sql)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error("list keys"))?;
-            rows.iter().map(|row| read_columns!(row)).collect()
-        })
-    }
-
-    fn update<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(db_error("update a key"))?;
-            if let Some(team) = &record.team {
-                sqlx::query("INSERT OR IGNORE INTO auth_teams (name, created_at) VALUES (?1, ?2)")
-                    .bind(team)
-                    .bind(crate::auth::record::unix_millis(
-                        std::time::SystemTime::now(),
-                    ))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error("insert a team"))?;
-            }
-            let sql = update_sql(false);
-            let done = bind_columns!(sqlx::query(&sql), Columns::encode(record))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error("update a key"))?;
-            tx.commit().await.map_err(db_error("update a key"))?;
-            Ok(done.rows_affected() > 0)
-        })
-    }
-}
+super::sql_key_store!(
+    store = SqliteKeyStore,
+    engine = "SQLite",
+    numbered = false,
+    param = "?1",
+    team_sql = "INSERT OR IGNORE INTO auth_teams (name, created_at) VALUES (?1, ?2)"
+);
