@@ -1,8 +1,22 @@
 //! Connecting to Redis, shared by every Redis backend (rate limits, cache, balances).
 
+use std::fmt;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// A Redis store (rate limits, cache) could not be set up; the message says why
+/// (which store, the server with any password masked, and the cause).
+#[derive(Debug)]
+pub struct RedisStoreError(pub(crate) String);
+
+impl fmt::Display for RedisStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl std::error::Error for RedisStoreError {}
 
 /// A managed connection (reconnects by itself) to the Redis at `url`, made within 5 s.
 /// Errors read `WHAT Redis at URL: ...`, with any password in the URL masked.

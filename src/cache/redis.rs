@@ -21,17 +21,7 @@ pub const DEFAULT_REDIS_MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// Bytes of entries waiting to be written at most; beyond it writes are dropped.
 const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
-/// The Redis cache store could not be set up; the message says why.
-#[derive(Debug)]
-pub struct RedisStoreError(String);
-
-impl fmt::Display for RedisStoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl std::error::Error for RedisStoreError {}
+pub use crate::redis_conn::RedisStoreError;
 
 /// Cached answers in Redis, shared by every replica that points at the same server.
 /// Cheap to clone.

@@ -30,17 +30,7 @@ pub enum FailMode {
     Closed,
 }
 
-/// The Redis rate-limit store could not be set up; the message says why.
-#[derive(Debug)]
-pub struct RedisStoreError(String);
-
-impl fmt::Display for RedisStoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl std::error::Error for RedisStoreError {}
+pub use crate::redis_conn::RedisStoreError;
 
 /// The rate-limit ledger in Redis, shared by every replica that points at the same
 /// server. Cheap to clone.
