@@ -1,5 +1,6 @@
 //! Connecting to Redis, shared by every Redis backend (rate limits, cache, balances).
 
+#[cfg(any(feature = "ratelimit", feature = "cache"))]
 use std::fmt;
 use std::time::Duration;
 
@@ -7,15 +8,18 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// A Redis store (rate limits, cache) could not be set up; the message says why
 /// (which store, the server with any password masked, and the cause).
+#[cfg(any(feature = "ratelimit", feature = "cache"))]
 #[derive(Debug)]
 pub struct RedisStoreError(pub(crate) String);
 
+#[cfg(any(feature = "ratelimit", feature = "cache"))]
 impl fmt::Display for RedisStoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)
     }
 }
 
+#[cfg(any(feature = "ratelimit", feature = "cache"))]
 impl std::error::Error for RedisStoreError {}
 
 /// A managed connection (reconnects by itself) to the Redis at `url`, made within 5 s.
