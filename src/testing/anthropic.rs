@@ -145,7 +145,12 @@ pub(crate) fn messages(
             .map(|m| words(&text_of(m.get("content"))))
             .sum::<u64>())
     .max(1);
-    let completion_tokens = words(answer.text()).max(1);
+    // With `thinking` enabled the answer starts with a thinking block (signed, as
+    // Anthropic's are), counted in the output tokens like Anthropic counts them.
+    let thinking = (req.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled"))
+        .then(|| format!("Thinking about: {last_user_text}"));
+    let signature = format!("mock-signature-{}", ctx.n);
+    let completion_tokens = words(answer.text()).max(1) + thinking.as_deref().map_or(0, words);
     let cached = ctx.script.cached_tokens;
     let usage = json!({
         "input_tokens": prompt_tokens.saturating_sub(cached),
@@ -167,9 +172,14 @@ pub(crate) fn messages(
         }),
     };
     if !stream {
+        let mut content = Vec::new();
+        if let Some(thinking) = &thinking {
+            content.push(json!({"type": "thinking", "thinking": thinking, "signature": signature}));
+        }
+        content.push(block);
         let message = json!({
             "id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [block], "stop_reason": stop_reason, "stop_sequence": null,
+            "content": content, "stop_reason": stop_reason, "stop_sequence": null,
             "usage": usage,
         });
         return Ok(Reply::Json(Bytes::from(message.to_string())));
@@ -179,7 +189,7 @@ pub(crate) fn messages(
     let mut start_usage = usage;
     start_usage["output_tokens"] = json!(1);
     let n = ctx.script.chunks;
-    let mut frames = Vec::with_capacity(n + 6);
+    let mut frames = Vec::with_capacity(n + 10);
     frames.push(event(
         "message_start",
         json!({"type": "message_start", "message": {
@@ -201,9 +211,33 @@ pub(crate) fn messages(
             "partial_json",
         ),
     };
+    let index = usize::from(thinking.is_some());
+    if let Some(thinking) = &thinking {
+        let block = |delta: Value| {
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+            )
+        };
+        frames.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": ""}}),
+        ));
+        frames.push(block(
+            json!({"type": "thinking_delta", "thinking": thinking}),
+        ));
+        frames.push(block(
+            json!({"type": "signature_delta", "signature": signature}),
+        ));
+        frames.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+    }
     frames.push(event(
         "content_block_start",
-        json!({"type": "content_block_start", "index": 0, "content_block": start_block}),
+        json!({"type": "content_block_start", "index": index, "content_block": start_block}),
     ));
     frames.push(event("ping", json!({"type": "ping"})));
     let first_content = frames.len();
@@ -212,12 +246,12 @@ pub(crate) fn messages(
         delta[delta_field] = json!(piece);
         frames.push(event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
         ));
     }
     frames.push(event(
         "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": index}),
     ));
     frames.push(event(
         "message_delta",

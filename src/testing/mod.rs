@@ -76,6 +76,11 @@
 //!   `tool_calls`.
 //! - **Tool results.** When the last message is a `tool` message, the answer is
 //!   `Tool said: <its content>`.
+//! - **Thinking** (Anthropic dialect only). With `"thinking": {"type": "enabled", ...}`
+//!   the answer starts with a `thinking` block `Thinking about: <last user text>` signed
+//!   `mock-signature-<n>` (streamed as one `thinking_delta` and a `signature_delta`
+//!   before the answer's block, which is then index 1); its words count in
+//!   `output_tokens`, as Anthropic counts thinking.
 //! - **Usage.** A token is a whitespace-separated word: `prompt_tokens` counts the words
 //!   of every message's text, `completion_tokens` those of the answer (of the
 //!   arguments for a tool call), each at least 1; `prompt_tokens_details.cached_tokens`

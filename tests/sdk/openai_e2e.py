@@ -211,6 +211,29 @@ def translated_stream():
 
 
 @check
+def translated_reasoning():
+    # `reasoning_effort` becomes Anthropic `thinking`; the mock's thinking comes back as
+    # `reasoning_content` (DeepSeek's field, an extra the SDK keeps) and counts as output.
+    model = "mock-anthropic/echo"
+    r = client.chat.completions.create(model=model, messages=CONVO, reasoning_effort="low")
+    message = r.choices[0].message
+    assert message.content == "Mock answer to: hello translated world", r
+    assert (message.model_extra or {}).get("reasoning_content") == "Thinking about: hello translated world", r
+    assert r.usage.completion_tokens == 11, r.usage
+    chunks = list(
+        client.chat.completions.create(
+            model=model, messages=CONVO, reasoning_effort="low", stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks if c.choices)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert reasoning == "Thinking about: hello translated world", chunks
+    assert text == "Mock answer to: hello translated world", chunks
+    assert chunks[-1].usage.completion_tokens == 11, chunks[-1]
+
+
+@check
 def translated_tool_loop():
     for model in TRANSLATED:
         messages = [{"role": "user", "content": "weather in Paris"}]

@@ -351,3 +351,81 @@ async fn anthropic_to_anthropic_is_byte_for_byte() {
     assert_eq!(seen.headers["anthropic-beta"], "some-beta");
     assert_eq!(outcome.resolved().await.usage, Some(Usage::new(1, 4)));
 }
+
+/// The concatenated `field` of every OpenAI stream chunk's first choice delta.
+fn openai_deltas(body: &str, field: &str) -> String {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|v| {
+            v.pointer(&format!("/choices/0/delta/{field}"))?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// An OpenAI client asking a Claude-dialect provider to reason: `reasoning_effort`
+/// becomes Anthropic `thinking`, and the thinking comes back as `reasoning_content`
+/// (plain and streamed) with its signature in `thinking_blocks`, counted in the
+/// completion tokens the outcome meters.
+#[tokio::test]
+async fn reasoning_reaches_an_openai_client_from_a_thinking_provider() {
+    let mock = MockServer::start().await.unwrap();
+    let up = Upstream::builder().build();
+    for stream in [false, true] {
+        let mut body = chat(Dialect::OpenAi, stream, false);
+        body["reasoning_effort"] = json!("low");
+        let req = request(Dialect::OpenAi, body, &[("x-mock-chunks", "3")]);
+        let (res, body, outcome) = call(up.clone(), target(&mock, Dialect::Anthropic), req).await;
+        let what = format!("stream={stream}: {body}");
+        assert_eq!(res.status(), 200, "{what}");
+
+        // The provider was asked to think.
+        let sent = mock.provider().requests();
+        let sent: Value = serde_json::from_slice(&sent.last().unwrap().body).unwrap();
+        assert_eq!(sent["thinking"]["type"], "enabled", "{sent}");
+        assert!(sent["thinking"]["budget_tokens"].as_u64().unwrap() >= 1024);
+        assert!(sent["max_tokens"].as_u64() > sent["thinking"]["budget_tokens"].as_u64());
+
+        let (reasoning, text) = if stream {
+            (
+                openai_deltas(&body, "reasoning_content"),
+                openai_deltas(&body, "content"),
+            )
+        } else {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let message = &v["choices"][0]["message"];
+            assert_eq!(
+                message["thinking_blocks"][0]["signature"]
+                    .as_str()
+                    .map(|s| s.starts_with("mock-signature-")),
+                Some(true),
+                "{what}"
+            );
+            (
+                message["reasoning_content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                message["content"].as_str().unwrap_or_default().to_owned(),
+            )
+        };
+        assert_eq!(reasoning, "Thinking about: hello there world", "{what}");
+        assert_eq!(text, "Mock answer to: hello there world", "{what}");
+        if stream {
+            assert!(
+                body.contains("mock-signature-"),
+                "the signature travels: {what}"
+            );
+        }
+        // Thinking is output: 6 words of answer and 5 of thinking.
+        let report = outcome.resolved().await;
+        assert_eq!(
+            report.usage.map(|u| u.completion_tokens),
+            Some(11),
+            "{what}"
+        );
+        assert_eq!(report.end, End::Complete, "{what}");
+    }
+}
