@@ -171,7 +171,12 @@ impl Report {
 type Callback = Box<dyn FnOnce(&Report) + Send>;
 
 enum State {
-    Pending(Vec<Callback>),
+    /// Callbacks in the order they were given; the first one is kept inline, so a
+    /// response with a single observer allocates no list.
+    Pending {
+        first: Option<Callback>,
+        rest: Vec<Callback>,
+    },
     Resolved(Arc<Report>),
 }
 
@@ -186,15 +191,20 @@ pub struct Outcome {
 
 struct Shared {
     state: Mutex<State>,
-    done: tokio::sync::watch::Sender<Option<Arc<Report>>>,
+    /// Wakes [`Outcome::resolved`] waiters (a `Notify` costs no allocation, where a
+    /// watch channel made one per response and woke eight notifiers on resolve).
+    done: tokio::sync::Notify,
 }
 
 impl Outcome {
     pub(crate) fn new() -> Self {
         Outcome {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::Pending(Vec::new())),
-                done: tokio::sync::watch::Sender::new(None),
+                state: Mutex::new(State::Pending {
+                    first: None,
+                    rest: Vec::new(),
+                }),
+                done: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -206,9 +216,13 @@ impl Outcome {
     where
         F: FnOnce(&Report) + Send + 'static,
     {
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
         match &mut *state {
-            State::Pending(callbacks) => callbacks.push(Box::new(f)),
+            State::Pending {
+                first: first @ None,
+                ..
+            } => *first = Some(Box::new(f)),
+            State::Pending { rest, .. } => rest.push(Box::new(f)),
             State::Resolved(report) => {
                 let report = report.clone();
                 drop(state);
@@ -219,34 +233,46 @@ impl Outcome {
 
     /// The report, if the outcome has resolved.
     pub fn report(&self) -> Option<Arc<Report>> {
-        self.shared.done.borrow().clone()
+        match &*self.state() {
+            State::Resolved(report) => Some(report.clone()),
+            State::Pending { .. } => None,
+        }
     }
 
     /// Waits for the outcome to resolve.
     pub async fn resolved(&self) -> Arc<Report> {
-        let mut rx = self.shared.done.subscribe();
-        let report = rx
-            .wait_for(Option::is_some)
-            .await
-            .expect("the sender lives in self");
-        report.clone().expect("waited for Some")
+        loop {
+            // Registered before the check, so a resolution in between still wakes it.
+            let notified = self.shared.done.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(report) = self.report() {
+                return report;
+            }
+            notified.await;
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Callbacks run outside the lock, so a poisoned lock still holds a valid state.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Resolves the outcome; later calls are ignored. Returns whether this call did it.
     pub(crate) fn resolve(&self, report: Report) -> bool {
         let report = Arc::new(report);
-        let callbacks = {
-            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (first, rest) = {
+            let mut state = self.state();
             match std::mem::replace(&mut *state, State::Resolved(report.clone())) {
-                State::Pending(callbacks) => callbacks,
+                State::Pending { first, rest } => (first, rest),
                 resolved @ State::Resolved(_) => {
                     *state = resolved;
                     return false;
                 }
             }
         };
-        self.shared.done.send_replace(Some(report.clone()));
-        for callback in callbacks {
+        self.shared.done.notify_waiters();
+        for callback in first.into_iter().chain(rest) {
             callback(&report);
         }
         true

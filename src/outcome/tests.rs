@@ -220,3 +220,32 @@ async fn observing_twice_shares_one_outcome() {
     let again = res.extensions().get::<Outcome>().unwrap();
     assert!(Arc::ptr_eq(&again.shared, &outcome.shared));
 }
+
+/// Waiters that started before the resolution wake up, callbacks run once each in the
+/// order they were given (the first one kept inline, the others in a list), and a
+/// callback given after the resolution runs at once.
+#[tokio::test]
+async fn waiters_wake_and_callbacks_run_in_order() {
+    let (tx, res, outcome) = sse_response(false);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for i in 0..3 {
+        let order = order.clone();
+        outcome.on_resolve(move |_| order.lock().unwrap().push(i));
+    }
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let outcome = outcome.clone();
+            tokio::spawn(async move { outcome.resolved().await.end })
+        })
+        .collect();
+    tokio::task::yield_now().await; // the waiters are parked
+    assert!(outcome.report().is_none());
+    drop(res.into_body());
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), End::ClientGone);
+    }
+    let late = order.clone();
+    outcome.on_resolve(move |_| late.lock().unwrap().push(3));
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
+    drop(tx);
+}
