@@ -16,6 +16,9 @@
 //!
 //! Two texts: plain, and one with escapes (`\n`, quotes, non-ASCII), which JSON parsers
 //! usually unescape into a new `String`.
+//!
+//! The same holds for the `Outcome` observing a stream in each dialect (usage, output
+//! characters, the end): **0** allocations in `N` chunks.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -158,4 +161,61 @@ fn a_text_delta_allocates_only_its_output_bytes() {
     }
     println!("{report}");
     assert!(failures.is_empty(), "over budget: {failures:?}\n{report}");
+}
+
+/// Allocations over `N` chunks of a stream observed by the `Outcome` (usage, output
+/// characters, the end): what every metered stream pays, translated or not.
+fn observed(dialect: Dialect, text: &str) -> u64 {
+    use tollgate::outcome::{observe, ObserveOptions};
+    let chunk = Bytes::from(delta(dialect, text));
+    let mut frames = VecDeque::with_capacity(N as usize + 1);
+    frames.push_back(Bytes::from(head(dialect)));
+    frames.extend((0..N).map(|_| chunk.clone()));
+    let res = http::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Frames(frames))
+        .unwrap();
+    let options = ObserveOptions::new(std::time::Instant::now()).dialect(dialect);
+    let mut body = observe(res, options).into_body();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut poll = |body: &mut tollgate::Body| match Pin::new(body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().map(|d| d.len()).unwrap_or(0),
+        other => panic!("{dialect:?}: {other:?}"),
+    };
+    for _ in 0..4 {
+        poll(&mut body);
+    }
+    let mut rest = N - 3;
+    let mut bytes = 0;
+    let info = allocation_counter::measure(|| {
+        while rest > 0 {
+            bytes += poll(&mut body);
+            rest -= 1;
+        }
+    });
+    assert!(bytes > 0);
+    info.count_total
+}
+
+/// The observer reads each chunk (usage, output characters) without allocating.
+#[test]
+fn observing_a_stream_allocates_nothing_per_chunk() {
+    let mut report = String::new();
+    let mut failures = Vec::new();
+    for (kind, text) in TEXTS {
+        for dialect in DIALECTS {
+            let n = observed(dialect, text);
+            report.push_str(&format!(
+                "{kind:8} {dialect:?}: {n} allocations in {N} chunks\n"
+            ));
+            if n > 0 {
+                failures.push(format!("{kind} {dialect:?}"));
+            }
+        }
+    }
+    println!("{report}");
+    assert!(
+        failures.is_empty(),
+        "allocations per chunk: {failures:?}\n{report}"
+    );
 }

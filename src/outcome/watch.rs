@@ -4,9 +4,11 @@ use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::Usage;
 use crate::providers::openai::WireUsage;
+use crate::providers::wire::{chars, Few, Str};
 use crate::providers::{self, FinishReason, Part, StreamDecoder, StreamEvent};
 use crate::sse::{Decoder, Event};
 use crate::Dialect;
@@ -223,10 +225,12 @@ impl Seen {
     }
 }
 
+/// An OpenAI chunk, read without allocating: strings borrowed raw (their characters
+/// are counted, not copied), choices and tool calls kept inline.
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    choices: Vec<ChunkChoice<'a>>,
+    choices: Few<ChunkChoice<'a>>,
     #[serde(default)]
     usage: Option<WireUsage>,
 }
@@ -235,18 +239,18 @@ struct Chunk<'a> {
 struct ChunkChoice<'a> {
     #[serde(default, borrow)]
     delta: Option<Delta<'a>>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
+    content: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
+    reasoning_content: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+    tool_calls: Option<Few<ToolCallDelta<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -258,9 +262,9 @@ struct ToolCallDelta<'a> {
 #[derive(Deserialize)]
 struct FunctionDelta<'a> {
     #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    arguments: Option<Cow<'a, str>>,
+    arguments: Option<&'a RawValue>,
 }
 
 fn on_openai_chunk(data: &str, seen: &mut Seen) -> bool {
@@ -271,25 +275,25 @@ fn on_openai_chunk(data: &str, seen: &mut Seen) -> bool {
     let Ok(chunk) = serde_json::from_str::<Chunk<'_>>(data) else {
         return false; // not ours to judge: forwarded as is
     };
-    for choice in &chunk.choices {
-        if let Some(delta) = &choice.delta {
-            let text =
-                |s: &Option<Cow<'_, str>>| s.as_deref().map_or(0, |s| s.chars().count() as u64);
-            seen.output_chars += text(&delta.content) + text(&delta.reasoning_content);
-            for call in delta.tool_calls.iter().flatten() {
-                if let Some(f) = &call.function {
-                    seen.output_chars += text(&f.name) + text(&f.arguments);
+    let mut choices = false;
+    for choice in chunk.choices {
+        choices = true;
+        if let Some(delta) = choice.delta {
+            seen.output_chars += chars(delta.content) + chars(delta.reasoning_content);
+            for call in delta.tool_calls.into_iter().flatten() {
+                if let Some(f) = call.function {
+                    seen.output_chars += chars(f.name) + chars(f.arguments);
                 }
             }
         }
-        if let Some(reason) = &choice.finish_reason {
-            seen.finish_reason = Some(reason.clone());
+        if let Some(reason) = choice.finish_reason {
+            seen.finish_reason = Some(reason.0.into_owned());
         }
     }
     match chunk.usage {
         Some(usage) => {
             seen.usage = Some(usage.into());
-            chunk.choices.is_empty()
+            !choices
         }
         None => false,
     }

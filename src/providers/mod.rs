@@ -68,7 +68,7 @@ pub mod gemini;
 pub mod openai;
 mod translate;
 mod util;
-mod wire;
+pub(crate) mod wire;
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;

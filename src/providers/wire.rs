@@ -46,6 +46,25 @@ pub(crate) fn text<'s>(raw: Option<&'s RawValue>, scratch: &'s mut String) -> Op
     Some(scratch)
 }
 
+/// The number of characters of a raw JSON string once unescaped (0 for `null` and the
+/// rest), counted without unescaping it: the outcome's estimate of output text.
+pub(crate) fn chars(raw: Option<&RawValue>) -> u64 {
+    let Some(inner) = raw.and_then(|r| r.get().strip_prefix('"')?.strip_suffix('"')) else {
+        return 0;
+    };
+    let mut count = 0;
+    let mut rest = inner;
+    while let Some(i) = rest.find('\\') {
+        count += rest[..i].chars().count() as u64 + 1;
+        let escape = rest.as_bytes().get(i + 1).copied();
+        rest = rest.get(i + 2..).unwrap_or_default();
+        if escape == Some(b'u') {
+            rest = unicode(rest).1;
+        }
+    }
+    count + rest.chars().count() as u64
+}
+
 /// A `\uXXXX` escape (the part after `\u`), with its low surrogate when it has one; a
 /// lone surrogate becomes U+FFFD.
 fn unicode(rest: &str) -> (char, &str) {
@@ -199,6 +218,30 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Few<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chars_count_the_unescaped_text() {
+        fn raw(s: &str) -> &RawValue {
+            serde_json::from_str(s).unwrap()
+        }
+        for text in [
+            r"plain",
+            r#"caf\u00e9 \"q\" \n\\"#,
+            r"\ud83d\ude00 ok",
+            "",
+            r"\u00e9t\u00e9",
+        ] {
+            let json = format!("\"{text}\"");
+            let decoded: String = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                chars(Some(raw(&json))),
+                decoded.chars().count() as u64,
+                "{text}"
+            );
+        }
+        assert_eq!(chars(Some(raw("null"))), 0);
+        assert_eq!(chars(None), 0);
+    }
 
     fn unescaped(json: &str) -> String {
         let raw: &RawValue = serde_json::from_str(json).unwrap();
