@@ -77,3 +77,42 @@ async fn eviction_spares_requests_in_flight() {
     store.settle(held, 0);
     assert_eq!(store.in_flight(&ip(u32::MAX)), 0);
 }
+
+/// A request refused by one scope takes nothing from the others (all or nothing),
+/// whether the refusing scope comes before or after them, known or new.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_refusal_takes_nothing_from_the_other_scopes() {
+    let store = MemoryStore::new();
+    let wide = Limits::new().requests_per_minute(100).max_parallel(10);
+    let narrow = Limits::new().max_parallel(1);
+    let plan = |scopes: Vec<(Scope, Limits)>| Plan {
+        scopes,
+        tokens: 0,
+        input: 0,
+    };
+    // The wide scope is known (one request so far); the narrow one is full.
+    let first = reserve(&store, ip(1), wide);
+    store.settle(first, 0);
+    let _held = reserve(&store, ip(2), narrow);
+    for scopes in [
+        vec![(ip(1), wide), (ip(2), narrow)],
+        vec![(ip(2), narrow), (ip(1), wide)],
+        vec![(ip(3), wide), (ip(2), narrow)],
+    ] {
+        let decision = store.reserve(plan(scopes));
+        assert!(matches!(decision, Reserve::Ready(Decision::Deny(_))));
+        assert_eq!(store.in_flight(&ip(1)), 0);
+        assert_eq!(store.in_flight(&ip(3)), 0);
+        assert_eq!(store.in_flight(&ip(2)), 1);
+    }
+    // The wide scope's request budget is untouched too: 99 more requests pass.
+    for _ in 0..99 {
+        let grant = reserve(&store, ip(1), wide);
+        store.settle(grant, 0);
+    }
+    let last = store.reserve(plan(vec![(ip(1), wide)]));
+    assert!(
+        matches!(last, Reserve::Ready(Decision::Deny(_))),
+        "the 101st is refused"
+    );
+}
