@@ -113,19 +113,27 @@ impl Body for Frames {
     }
 }
 
-/// Allocations over `N` chunks of the whole `TranslateStream` body.
-fn body(from: Dialect, to: Dialect, text: &str) -> u64 {
-    let chunk = Bytes::from(delta(from, text));
+/// A provider stream of `dialect`: its head, then `N` copies of one text delta.
+fn provider_stream(dialect: Dialect, text: &str) -> Frames {
+    let chunk = Bytes::from(delta(dialect, text));
     let mut frames = VecDeque::with_capacity(N as usize + 1);
-    frames.push_back(Bytes::from(head(from)));
+    frames.push_back(Bytes::from(head(dialect)));
     frames.extend((0..N).map(|_| chunk.clone()));
-    let mut body = TranslateStream::new(Frames(frames), from, StreamEncoder::new(to, true));
+    Frames(frames)
+}
+
+/// Allocations while `body` yields its last `N - 3` frames, after the head and a few
+/// deltas have brought its buffers to their size. `what` names the case in a panic.
+fn steady_allocations<B>(mut body: B, what: &str) -> u64
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
     let mut cx = Context::from_waker(Waker::noop());
-    let mut poll = |body: &mut TranslateStream<Frames>| match Pin::new(body).poll_frame(&mut cx) {
+    let mut poll = |body: &mut B| match Pin::new(body).poll_frame(&mut cx) {
         Poll::Ready(Some(Ok(frame))) => frame.into_data().map(|d| d.len()).unwrap_or(0),
-        other => panic!("{from:?} → {to:?}: {other:?}"),
+        other => panic!("{what}: {other:?}"),
     };
-    // The head, and a few deltas for the buffers to reach their size.
     for _ in 0..4 {
         poll(&mut body);
     }
@@ -137,8 +145,18 @@ fn body(from: Dialect, to: Dialect, text: &str) -> u64 {
             rest -= 1;
         }
     });
-    assert!(bytes > 0);
+    assert!(bytes > 0, "{what}: no bytes");
     info.count_total
+}
+
+/// Allocations over `N` chunks of the whole `TranslateStream` body.
+fn body(from: Dialect, to: Dialect, text: &str) -> u64 {
+    let body = TranslateStream::new(
+        provider_stream(from, text),
+        from,
+        StreamEncoder::new(to, true),
+    );
+    steady_allocations(body, &format!("{from:?} → {to:?}"))
 }
 
 #[test]
@@ -167,34 +185,12 @@ fn a_text_delta_allocates_only_its_output_bytes() {
 /// characters, the end): what every metered stream pays, translated or not.
 fn observed(dialect: Dialect, text: &str) -> u64 {
     use tollgate::outcome::{observe, ObserveOptions};
-    let chunk = Bytes::from(delta(dialect, text));
-    let mut frames = VecDeque::with_capacity(N as usize + 1);
-    frames.push_back(Bytes::from(head(dialect)));
-    frames.extend((0..N).map(|_| chunk.clone()));
     let res = http::Response::builder()
         .header("content-type", "text/event-stream")
-        .body(Frames(frames))
+        .body(provider_stream(dialect, text))
         .unwrap();
     let options = ObserveOptions::new(std::time::Instant::now()).dialect(dialect);
-    let mut body = observe(res, options).into_body();
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut poll = |body: &mut tollgate::Body| match Pin::new(body).poll_frame(&mut cx) {
-        Poll::Ready(Some(Ok(frame))) => frame.into_data().map(|d| d.len()).unwrap_or(0),
-        other => panic!("{dialect:?}: {other:?}"),
-    };
-    for _ in 0..4 {
-        poll(&mut body);
-    }
-    let mut rest = N - 3;
-    let mut bytes = 0;
-    let info = allocation_counter::measure(|| {
-        while rest > 0 {
-            bytes += poll(&mut body);
-            rest -= 1;
-        }
-    });
-    assert!(bytes > 0);
-    info.count_total
+    steady_allocations(observe(res, options).into_body(), &format!("{dialect:?}"))
 }
 
 /// The observer reads each chunk (usage, output characters) without allocating.

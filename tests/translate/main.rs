@@ -141,21 +141,10 @@ fn answer_text(client: Dialect, stream: bool, body: &str) -> String {
                 .to_owned(),
         };
     }
-    let mut text = String::new();
-    for line in body.lines() {
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
-            continue;
-        };
-        let piece = match client {
-            Dialect::Anthropic => v.pointer("/delta/text"),
-            _ => v.pointer("/choices/0/delta/content"),
-        };
-        text.push_str(piece.and_then(Value::as_str).unwrap_or_default());
+    match client {
+        Dialect::Anthropic => stream_text(body, "/delta/text"),
+        _ => stream_text(body, "/choices/0/delta/content"),
     }
-    text
 }
 
 /// Each provider gets its own credential header and path; the client's key never goes.
@@ -352,17 +341,18 @@ async fn anthropic_to_anthropic_is_byte_for_byte() {
     assert_eq!(outcome.resolved().await.usage, Some(Usage::new(1, 4)));
 }
 
-/// The concatenated `field` of every OpenAI stream chunk's first choice delta.
-fn openai_deltas(body: &str, field: &str) -> String {
+/// The string at `pointer` in every event of an SSE stream, concatenated.
+fn stream_text(body: &str, pointer: &str) -> String {
     body.lines()
         .filter_map(|line| line.strip_prefix("data: "))
         .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .filter_map(|v| {
-            v.pointer(&format!("/choices/0/delta/{field}"))?
-                .as_str()
-                .map(str::to_owned)
-        })
+        .filter_map(|v| v.pointer(pointer)?.as_str().map(str::to_owned))
         .collect()
+}
+
+/// The concatenated `field` of every OpenAI stream chunk's first choice delta.
+fn openai_deltas(body: &str, field: &str) -> String {
+    stream_text(body, &format!("/choices/0/delta/{field}"))
 }
 
 /// An OpenAI client asking a Claude-dialect provider to reason: `reasoning_effort`
