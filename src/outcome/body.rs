@@ -69,40 +69,28 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    if res.extensions().get::<Outcome>().is_some() {
-        return res.map(Body::new);
-    }
-    let is_sse = res
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let is_json = res
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let dialect = options
-        .dialect
-        .or(options.endpoint.map(Endpoint::dialect))
-        .unwrap_or(Dialect::OpenAi);
-    let watch = if is_sse {
-        Watch::Sse {
-            decoder: Decoder::new(),
-            dialect,
-            hide_usage_chunk: options.hide_usage_chunk && dialect == Dialect::OpenAi,
-            native: (dialect != Dialect::OpenAi).then(|| Box::new(StreamDecoder::new(dialect))),
+    wrap(res, options, Seen::default(), |headers, dialect| {
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if content_type.starts_with("text/event-stream") {
+            Watch::Sse {
+                decoder: Decoder::new(),
+                dialect,
+                hide_usage_chunk: options.hide_usage_chunk && dialect == Dialect::OpenAi,
+                native: (dialect != Dialect::OpenAi).then(|| Box::new(StreamDecoder::new(dialect))),
+            }
+        } else if content_type.starts_with("application/json") {
+            Watch::Json {
+                parts: Vec::new(),
+                len: 0,
+                dialect,
+            }
+        } else {
+            Watch::Opaque
         }
-    } else if is_json {
-        Watch::Json {
-            parts: Vec::new(),
-            len: 0,
-            dialect,
-        }
-    } else {
-        Watch::Opaque
-    };
-    wrap(res, options, watch, Seen::default())
+    })
 }
 
 /// [`observe`] for a whole answer its caller has already read (the upstream client
@@ -118,22 +106,31 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    if res.extensions().get::<Outcome>().is_some() {
-        return res.map(Body::new);
-    }
-    wrap(res, options, Watch::Opaque, seen)
+    wrap(res, options, seen, |_, _| Watch::Opaque)
 }
 
-fn wrap<B>(res: Response<B>, options: ObserveOptions, watch: Watch, seen: Seen) -> Response<Body>
+/// The observing body around `res`, reading it as `watch` says (given the response
+/// headers and the dialect to read), starting from what is already `seen`. A response
+/// that already has an [`Outcome`] keeps it.
+fn wrap<B>(
+    res: Response<B>,
+    options: ObserveOptions,
+    seen: Seen,
+    watch: impl FnOnce(&http::HeaderMap, Dialect) -> Watch,
+) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let is_sse = matches!(watch, Watch::Sse { .. });
+    if res.extensions().get::<Outcome>().is_some() {
+        return res.map(Body::new);
+    }
     let dialect = options
         .dialect
         .or(options.endpoint.map(Endpoint::dialect))
         .unwrap_or(Dialect::OpenAi);
+    let watch = watch(res.headers(), dialect);
+    let is_sse = matches!(watch, Watch::Sse { .. });
     let outcome = Outcome::new();
     let (mut parts, body) = res.into_parts();
     parts.extensions.insert(outcome.clone());
