@@ -1,7 +1,8 @@
 //! Rate-limit cost per request in memory: reserve (three scopes: client address, model,
 //! global; requests, tokens and concurrency) plus the settlement when the body ends,
 //! measured as the difference between the layer over an observing stack and the same
-//! stack without it. Run: `cargo bench --bench ratelimit --features ratelimit`.
+//! stack without it: without the rate-limit headers (`check_settle`) and with them
+//! (`reserve_settle`, the default). Run: `cargo bench --bench ratelimit --features ratelimit`.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -89,21 +90,30 @@ fn ratelimit(c: &mut Criterion) {
         })
     });
 
-    let mut limited = ServiceBuilder::new()
-        .layer(
-            RateLimitLayer::new()
-                .per_client_ip(wide)
-                .model("mock/echo", wide)
-                .global(wide),
-        )
-        .layer(ObserveLayer::new())
-        .service_fn(inner);
-    group.bench_function("memory_three_scopes_reserve_settle", |b| {
-        b.iter(|| {
-            client = client.wrapping_add(1);
-            rt.block_on(drive(&mut limited, request(&parsed, client)))
-        })
-    });
+    let three = RateLimitLayer::new()
+        .per_client_ip(wide)
+        .model("mock/echo", wide)
+        .global(wide);
+    // The check and the settlement alone (the target), then with the six
+    // rate-limit headers every response carries by default.
+    for (name, layer) in [
+        (
+            "memory_three_scopes_check_settle",
+            three.clone().headers(false),
+        ),
+        ("memory_three_scopes_reserve_settle", three),
+    ] {
+        let mut limited = ServiceBuilder::new()
+            .layer(layer)
+            .layer(ObserveLayer::new())
+            .service_fn(inner.clone());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                client = client.wrapping_add(1);
+                rt.block_on(drive(&mut limited, request(&parsed, client)))
+            })
+        });
+    }
     group.finish();
 }
 

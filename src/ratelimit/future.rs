@@ -23,6 +23,8 @@ pub(crate) struct Setting {
     pub(crate) endpoint: Option<Endpoint>,
     pub(crate) dialect: Dialect,
     pub(crate) store: RateLimitStore,
+    /// Whether to write the rate-limit headers.
+    pub(crate) headers: bool,
 }
 
 /// The result of the asynchronous part of `call` (reading the body, a remote store).
@@ -135,7 +137,11 @@ fn admit(
                 setting,
             })
         }
-        Decision::Deny(denial) => Err(headers::too_many_requests(&denial, setting.dialect)),
+        Decision::Deny(denial) => Err(headers::too_many_requests(
+            &denial,
+            setting.dialect,
+            setting.headers,
+        )),
         Decision::Unavailable => Err(headers::unavailable(setting.dialect)),
     }
 }
@@ -204,7 +210,9 @@ impl Admitted {
     {
         let options = ObserveOptions::new(self.setting.started).endpoint(self.setting.endpoint);
         let mut res = observe(res, options);
-        headers::write(res.headers_mut(), self.setting.dialect, &self.snapshot);
+        if self.setting.headers {
+            headers::write(res.headers_mut(), self.setting.dialect, &self.snapshot);
+        }
         let guard = self.guard;
         match res.extensions().get::<Outcome>() {
             Some(outcome) => outcome.on_resolve(move |report| guard.settle_with(report)),

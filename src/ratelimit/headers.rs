@@ -85,9 +85,13 @@ fn limit_value(slot: usize, limit: u64) -> HeaderValue {
     })
 }
 
-/// The 429 for a refused request, in the client's dialect, with `retry-after` and the
-/// rate-limit headers.
-pub(crate) fn too_many_requests(denial: &Denial, dialect: Dialect) -> Response<Body> {
+/// The 429 for a refused request, in the client's dialect, with `retry-after` and
+/// (unless they are off) the rate-limit headers.
+pub(crate) fn too_many_requests(
+    denial: &Denial,
+    dialect: Dialect,
+    headers: bool,
+) -> Response<Body> {
     let retry = denial.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let what = match denial.dimension {
         Dimension::Requests(rate) => {
@@ -111,7 +115,9 @@ pub(crate) fn too_many_requests(denial: &Denial, dialect: Dialect) -> Response<B
         .with_retry_after(retry)
         .with_code(format!("rate_limit_exceeded_{code}"));
     let mut res = err.to_response(dialect);
-    write(res.headers_mut(), dialect, &denial.snapshot);
+    if headers {
+        write(res.headers_mut(), dialect, &denial.snapshot);
+    }
     res
 }
 

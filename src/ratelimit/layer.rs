@@ -31,6 +31,8 @@ pub(crate) struct Config {
     pub(crate) models: HashMap<Arc<str>, Limits>,
     pub(crate) each_model: Option<Limits>,
     pub(crate) output_reserve: u64,
+    /// Whether responses carry the rate-limit headers.
+    pub(crate) headers: bool,
 }
 
 impl RateLimitLayer {
@@ -46,6 +48,7 @@ impl RateLimitLayer {
                 models: HashMap::new(),
                 each_model: None,
                 output_reserve: DEFAULT_OUTPUT_RESERVE,
+                headers: true,
             }),
             make_key: DefaultMakeRateLimitKey::new(),
         }
@@ -96,6 +99,24 @@ impl<K> RateLimitLayer<K> {
     /// what is reserved when it sets more (default [`DEFAULT_OUTPUT_RESERVE`]).
     pub fn output_reserve(mut self, tokens: u64) -> Self {
         Arc::make_mut(&mut self.config).output_reserve = tokens;
+        self
+    }
+
+    /// Whether responses carry the rate-limit headers of their dialect (default: on,
+    /// as the OpenAI and Anthropic APIs do). Off keeps the limits and what is left of
+    /// them to the gateway, like Envoy's rate limiter by default; a 429 still says
+    /// when to retry (`retry-after`).
+    ///
+    /// ```
+    /// use tollgate::ratelimit::{Limits, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::new()
+    ///     .global(Limits::new().requests_per_minute(600))
+    ///     .headers(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn headers(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).headers = on;
         self
     }
 

@@ -90,7 +90,8 @@
 //! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (reset as `1s`, `6m0s`; also
 //! used for Gemini routes) or Anthropic's
 //! `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` (reset as an RFC 3339
-//! time) for `/v1/messages`.
+//! time) for `/v1/messages`. [`RateLimitLayer::headers`]`(false)` leaves them out
+//! (the limits stay private to the gateway; a 429 keeps `retry-after`).
 //!
 //! # Readiness and bodies
 //!

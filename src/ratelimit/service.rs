@@ -73,6 +73,7 @@ where
             endpoint,
             dialect,
             store: self.config.store.clone(),
+            headers: self.config.headers,
         };
 
         let must_parse =

@@ -292,6 +292,36 @@ async fn anthropic_clients_get_anthropic_headers_and_errors() {
     assert_eq!(body["error"]["type"], "rate_limit_error");
 }
 
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn headers_off_still_limits_and_says_when_to_retry() {
+    let (mut svc, _) = stack(
+        RateLimitLayer::new()
+            .per_client_ip(
+                Limits::new()
+                    .requests_per_minute(1)
+                    .tokens_per_minute(1_000_000),
+            )
+            .headers(false),
+    );
+    let first = send(&mut svc, from_ip(chat(HELLO), 3)).await;
+    assert_eq!(first.status(), 200);
+    let refused = send(&mut svc, from_ip(chat(HELLO), 3)).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "retry-after"), "60");
+    for res in [&first, &refused] {
+        let names: Vec<_> = res
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().contains("ratelimit"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+    assert_eq!(
+        json(refused).await["error"]["code"],
+        "rate_limit_exceeded_requests"
+    );
+}
+
 #[tokio::test]
 async fn reads_the_body_only_when_a_limit_needs_it() {
     let (mut svc, mock) =
