@@ -748,8 +748,9 @@ impl Generation {
         let routed = tower::util::BoxCloneSyncService::new(routed);
         // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
         // max_parallel), and on the client address.
+        // Answers stay `tollgate::Body` down here: each conversion to axum's body and
+        // back is a box per answer. The outermost layer converts once.
         let inner = ServiceBuilder::new()
-            .map_response(IntoResponse::into_response)
             // One GenAI span per request (after auth: it parses the body).
             .layer(GenAiSpanLayer::new())
             .layer(rate_limits)
@@ -760,9 +761,7 @@ impl Generation {
             )
             .option_layer(guardrails(&config))
             .layer(cache)
-            .service_fn(move |req: http::Request<tollgate::Body>| {
-                dispatch(routed.clone(), req.map(axum::body::Body::new))
-            });
+            .service_fn(move |req: http::Request<tollgate::Body>| dispatch(routed.clone(), req));
         let (auth, fixed_keys) = match &shared.auth {
             Some(stores) => {
                 let (authenticator, records) = authenticator(&config, stores)?;
@@ -793,7 +792,6 @@ impl Generation {
         let inner = match &auth {
             Some(authenticator) => tower::util::Either::Left(
                 ServiceBuilder::new()
-                    .map_response(IntoResponse::into_response)
                     .layer(AuthLayer::new(authenticator.clone()))
                     .service(inner),
             ),
@@ -1513,17 +1511,15 @@ type Routed = tower::util::BoxCloneSyncService<
 >;
 
 /// Sends a parsed request down the routed stack, and notes its model for the access log.
-async fn dispatch(routed: Routed, mut req: Request) -> Result<Response, Infallible> {
+async fn dispatch(
+    routed: Routed,
+    mut req: http::Request<tollgate::Body>,
+) -> Result<http::Response<tollgate::Body>, Infallible> {
     let llm = match LlmRequest::extract(&mut req).await {
         Ok(llm) => llm,
-        Err(err) => {
-            return Ok(axum_response(
-                err.to_response(Dialect::from_path(req.uri().path())),
-            ))
-        }
+        Err(err) => return Ok(err.to_response(Dialect::from_path(req.uri().path()))),
     };
-    let res = routed.oneshot(req.map(tollgate::Body::new)).await?;
-    let mut res = axum_response(res);
+    let mut res = routed.oneshot(req).await?;
     res.extensions_mut().insert(LoggedModel(llm));
     Ok(res)
 }
