@@ -84,10 +84,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use axum::extract::{ConnectInfo, Request};
-use axum::middleware::{self, Next};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::header::{HeaderName, AUTHORIZATION};
@@ -120,9 +119,14 @@ use tollgate::upstream::{Target, Upstream};
 use tollgate::{Dialect, Endpoint};
 use tower::ServiceBuilder;
 use tower::ServiceExt as _;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, Trace, TraceLayer,
+};
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
@@ -191,7 +195,10 @@ async fn main() -> Result<(), BoxError> {
         cut: cut_rx,
         open: Arc::new(tokio::sync::watch::channel(0).0),
     };
-    let app = router(&shared, current.clone(), ready.clone(), drain.clone());
+    let app = stack(
+        router(&shared, current.clone(), ready.clone()),
+        drain.clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -209,15 +216,12 @@ async fn main() -> Result<(), BoxError> {
         let _ = tcp.set_nodelay(true);
     });
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        ready.store(false, Ordering::Relaxed);
-        let _ = stopping.send(true);
-    });
+    let serve =
+        axum::serve(listener, Connections { stack: app }).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            ready.store(false, Ordering::Relaxed);
+            let _ = stopping.send(true);
+        });
     // Graceful shutdown: stop accepting, let requests in flight finish up to the
     // deadline, then close what is left.
     // The grace of the configuration in force when the signal came (it follows reloads).
@@ -744,8 +748,9 @@ impl Generation {
         let routed = tower::util::BoxCloneSyncService::new(routed);
         // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
         // max_parallel), and on the client address.
+        // Answers stay `tollgate::Body` down here: each conversion to axum's body and
+        // back is a box per answer. The outermost layer converts once.
         let inner = ServiceBuilder::new()
-            .map_response(IntoResponse::into_response)
             // One GenAI span per request (after auth: it parses the body).
             .layer(GenAiSpanLayer::new())
             .layer(rate_limits)
@@ -756,9 +761,7 @@ impl Generation {
             )
             .option_layer(guardrails(&config))
             .layer(cache)
-            .service_fn(move |req: http::Request<tollgate::Body>| {
-                dispatch(routed.clone(), req.map(axum::body::Body::new))
-            });
+            .service_fn(move |req: http::Request<tollgate::Body>| dispatch(routed.clone(), req));
         let (auth, fixed_keys) = match &shared.auth {
             Some(stores) => {
                 let (authenticator, records) = authenticator(&config, stores)?;
@@ -784,14 +787,15 @@ impl Generation {
             ),
             _ => None,
         };
+        // Either, not a second box: a boxed service costs an allocation per clone and
+        // per call, and the stack is cloned and called on every request.
         let inner = match &auth {
-            Some(authenticator) => LlmService::new(
+            Some(authenticator) => tower::util::Either::Left(
                 ServiceBuilder::new()
-                    .map_response(IntoResponse::into_response)
                     .layer(AuthLayer::new(authenticator.clone()))
                     .service(inner),
             ),
-            None => LlmService::new(inner),
+            None => tower::util::Either::Right(inner),
         };
         // Metrics outermost, so refused requests count too.
         let body_limit = BodyLimit(config.body_limit);
@@ -1222,12 +1226,7 @@ fn jwt_validator(config: &Config) -> Result<Option<JwtValidator>, BoxError> {
     Ok(Some(validator))
 }
 
-fn router(
-    shared: &Shared,
-    current: Arc<ArcSwap<Generation>>,
-    ready: Arc<AtomicBool>,
-    drain: Drain,
-) -> Router {
+fn router(shared: &Shared, current: Arc<ArcSwap<Generation>>, ready: Arc<AtomicBool>) -> Router {
     let llm = Reloading {
         current: current.clone(),
     };
@@ -1262,11 +1261,10 @@ fn router(
             }
         }
     });
-    let x_request_id = HeaderName::from_static("x-request-id");
     let mut app = Router::new()
-        .route_service("/v1/chat/completions", post_only(llm.clone()))
-        .route_service("/v1/messages", post_only(llm.clone()))
-        .route_service("/v1/embeddings", post_only(llm))
+        .route_service("/v1/chat/completions", PostOnly(llm.clone()))
+        .route_service("/v1/messages", PostOnly(llm.clone()))
+        .route_service("/v1/embeddings", PostOnly(llm))
         .route("/v1/models", list_models);
     // Always routed, answered while the configuration in force says so (a reload turns
     // it on and off).
@@ -1308,64 +1306,202 @@ fn router(
         }),
     )
     .fallback_service(fallback)
-    .layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(
-                x_request_id.clone(),
-                MakeRequestUuid,
-            ))
-            .layer(PropagateRequestIdLayer::new(x_request_id))
-            // Headers are marked sensitive before anything can log them.
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                AUTHORIZATION,
-                HeaderName::from_static("x-api-key"),
-                HeaderName::from_static("x-goog-api-key"),
-            ]))
-            // One span per request, carrying its id; the access log line is written
-            // inside it (also as JSON with TOLLGATE_LOG_FORMAT=json).
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        tracing::info_span!(
-                            "request",
-                            method = %req.method(),
-                            path = req.uri().path(),
-                            request_id = id
-                        )
-                    })
-                    .on_failure(()),
-            )
-            .layer(middleware::from_fn(client_addr))
-            .layer(middleware::from_fn_with_state(drain, access_log)),
-    )
 }
 
-/// Only `POST` reaches the LLM service; other methods get a 405 in the route's dialect.
-fn post_only<S>(svc: S) -> axum::routing::MethodRouter
+/// The layers every request crosses, outside the router: request ids, sensitive
+/// headers, the request span and the access log. Built once and cloned per connection;
+/// `Router::layer` would instead wrap each layer in a boxed route, cloned and called
+/// through a box (one allocation for the service and one for the future, per layer) on
+/// every request.
+type Stack = SetRequestId<
+    PropagateRequestId<
+        SetSensitiveRequestHeaders<
+            Trace<
+                AccessLog,
+                SharedClassifier<ServerErrorsAsFailures>,
+                RequestSpan,
+                DefaultOnRequest,
+                DefaultOnResponse,
+                DefaultOnBodyChunk,
+                DefaultOnEos,
+                (),
+            >,
+        >,
+    >,
+    MakeRequestUuid,
+>;
+
+fn stack(app: Router, drain: Drain) -> Stack {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(
+            x_request_id.clone(),
+            MakeRequestUuid,
+        ))
+        .layer(PropagateRequestIdLayer::new(x_request_id))
+        // Headers are marked sensitive before anything can log them.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-goog-api-key"),
+        ]))
+        // One span per request, carrying its id; the access log line is written
+        // inside it (also as JSON with TOLLGATE_LOG_FORMAT=json).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(RequestSpan)
+                .on_failure(()),
+        )
+        .service(AccessLog {
+            inner: app,
+            drain: Arc::new(drain),
+        })
+}
+
+/// The request span: method, path and request id.
+#[derive(Clone, Copy)]
+struct RequestSpan;
+
+impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, req: &http::Request<B>) -> tracing::Span {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = req.uri().path(),
+            request_id = id
+        )
+    }
+}
+
+/// Makes the service of each accepted connection: the [`Stack`], and the peer's
+/// address for the layers as [`ClientAddr`].
+#[derive(Clone)]
+struct Connections {
+    stack: Stack,
+}
+
+impl<'a, L> tower::Service<axum::serve::IncomingStream<'a, L>> for Connections
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    post(move |req: Request| svc.clone().oneshot(req)).fallback(|req: Request| async move {
+    type Response = Connection;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Connection, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: axum::serve::IncomingStream<'a, L>) -> Self::Future {
+        std::future::ready(Ok(Connection {
+            stack: self.stack.clone(),
+            client: ClientAddr(*stream.remote_addr()),
+        }))
+    }
+}
+
+/// The service of one connection: its requests carry the peer's [`ClientAddr`].
+#[derive(Clone)]
+struct Connection {
+    stack: Stack,
+    client: ClientAddr,
+}
+
+impl tower::Service<Request> for Connection {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ConnectionFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.stack.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> ConnectionFuture {
+        req.extensions_mut().insert(self.client);
+        ConnectionFuture {
+            inner: self.stack.call(req),
+        }
+    }
+}
+
+#[pin_project::pin_project]
+struct ConnectionFuture {
+    #[pin]
+    inner: <Stack as tower::Service<Request>>::Future,
+}
+
+impl std::future::Future for ConnectionFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = std::task::ready!(self.project().inner.poll(cx))?;
+        Poll::Ready(Ok(res.map(axum::body::Body::new)))
+    }
+}
+
+/// Only `POST` reaches the LLM service; other methods get a 405 in the route's dialect
+/// (with `allow: POST`). A plain service rather than a `MethodRouter`, which builds a
+/// route for its handler on every request.
+#[derive(Clone)]
+struct PostOnly<S>(S);
+
+impl<S> tower::Service<Request> for PostOnly<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = PostOnlyFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.method() == http::Method::POST {
+            return PostOnlyFuture::Post(self.0.call(req));
+        }
         let err = GatewayError::invalid_request("Use POST for this endpoint.")
             .with_status(http::StatusCode::METHOD_NOT_ALLOWED);
-        axum_response(err.to_response(Dialect::from_path(req.uri().path())))
-    })
+        let mut res = axum_response(err.to_response(Dialect::from_path(req.uri().path())));
+        res.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        PostOnlyFuture::Refused(Some(res))
+    }
 }
 
-/// The model a response was for, for the access log (which must not parse bodies
-/// itself: an unauthenticated request's body is never read).
+#[pin_project::pin_project(project = PostOnlyProj)]
+enum PostOnlyFuture<F> {
+    Post(#[pin] F),
+    Refused(Option<Response>),
+}
+
+impl<F> std::future::Future for PostOnlyFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            PostOnlyProj::Post(future) => future.poll(cx),
+            PostOnlyProj::Refused(res) => {
+                Poll::Ready(Ok(res.take().expect("polled after completion")))
+            }
+        }
+    }
+}
+
+/// The request a response was for, for the access log's model (the log must not parse
+/// bodies itself: an unauthenticated request's body is never read). The parsed request
+/// itself, a reference count, rather than a copy of its model name.
 #[derive(Clone)]
-struct LoggedModel(String);
+struct LoggedModel(LlmRequest);
 
 /// The routed stack below the cache: routing, fail-over and the upstream client.
 type Routed = tower::util::BoxCloneSyncService<
@@ -1375,19 +1511,16 @@ type Routed = tower::util::BoxCloneSyncService<
 >;
 
 /// Sends a parsed request down the routed stack, and notes its model for the access log.
-async fn dispatch(routed: Routed, mut req: Request) -> Result<Response, Infallible> {
+async fn dispatch(
+    routed: Routed,
+    mut req: http::Request<tollgate::Body>,
+) -> Result<http::Response<tollgate::Body>, Infallible> {
     let llm = match LlmRequest::extract(&mut req).await {
         Ok(llm) => llm,
-        Err(err) => {
-            return Ok(axum_response(
-                err.to_response(Dialect::from_path(req.uri().path())),
-            ))
-        }
+        Err(err) => return Ok(err.to_response(Dialect::from_path(req.uri().path()))),
     };
-    let res = routed.oneshot(req.map(tollgate::Body::new)).await?;
-    let mut res = axum_response(res);
-    res.extensions_mut()
-        .insert(LoggedModel(llm.model().to_owned()));
+    let mut res = routed.oneshot(req).await?;
+    res.extensions_mut().insert(LoggedModel(llm));
     Ok(res)
 }
 
@@ -1396,66 +1529,109 @@ async fn attempt(
     upstream: Upstream,
     req: http::Request<tollgate::Body>,
 ) -> Result<http::Response<tollgate::Body>, Infallible> {
-    let (target, model) = req
-        .extensions()
-        .get::<Target>()
-        .map(|t| (t.name().to_owned(), t.model().map(str::to_owned)))
-        .unwrap_or_default();
+    // The fields are read from the request only when the span is enabled: no copy of
+    // the names per request when the level is off.
+    let target = req.extensions().get::<Target>();
     let span = tracing::info_span!(
         "upstream",
-        gen_ai.provider.name = %target,
-        gen_ai.request.model = model.as_deref().unwrap_or("-"),
+        gen_ai.provider.name = %target.map_or("", |t| t.name()),
+        gen_ai.request.model = target.and_then(|t| t.model()).unwrap_or("-"),
     );
     upstream.oneshot(req).instrument(span).await
-}
-
-/// Hands the connection's peer address to the layers as [`ClientAddr`].
-async fn client_addr(mut req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-        req.extensions_mut().insert(ClientAddr(addr));
-    }
-    next.run(req).await
 }
 
 /// One log line per request, written when its outcome resolves (so it has the TTFB and
 /// how the answer ended). It does not parse the body (an unauthenticated request's body
 /// is never read): the model comes from the response's `LoggedModel`. It logs no
-/// header, so no credential.
-async fn access_log(
-    axum::extract::State(drain): axum::extract::State<Drain>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let endpoint = Endpoint::from_path(&path);
-    let res = next.run(req).await;
-    let model = res.extensions().get::<LoggedModel>().map(|m| m.0.clone());
-    let res = observe(res, ObserveOptions::new(started).endpoint(endpoint));
-    if let Some(outcome) = res.extensions().get::<Outcome>() {
-        // Registered after metering's callback, so it runs after the usage record went
-        // to the ledger: shutdown waits for it before the last flush.
-        let open = drain.open();
-        outcome.on_resolve(move |report| {
-            drop(open);
-            let usage = report.usage.unwrap_or_default();
-            tracing::info!(
-                %method,
-                path,
-                model = model.as_deref().unwrap_or("-"),
-                status = report.status.as_u16(),
-                latency_ms = report.elapsed.as_secs_f64() * 1e3,
-                ttfb_ms = report.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1e3),
-                end = ?report.end,
-                prompt_tokens = usage.prompt_tokens,
-                completion_tokens = report.completion_tokens(),
-                "request"
-            );
-        });
+/// header, so no credential. A hand-written service (not `from_fn`, which boxes the
+/// inner service and the future on every request).
+#[derive(Clone)]
+struct AccessLog {
+    inner: Router,
+    drain: Arc<Drain>,
+}
+
+impl tower::Service<Request> for AccessLog {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AccessLogFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        tower::Service::<Request>::poll_ready(&mut self.inner, cx)
     }
-    let res = axum_response(res);
-    res.map(|body| axum::body::Body::new(CutOff::new(body, drain.cut.clone())))
+
+    fn call(&mut self, req: Request) -> AccessLogFuture {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        AccessLogFuture {
+            inner: self.inner.call(req),
+            pending: Some(Logged {
+                started,
+                method,
+                path,
+                drain: self.drain.clone(),
+            }),
+        }
+    }
+}
+
+/// What the access log keeps of a request until its answer.
+struct Logged {
+    started: Instant,
+    method: http::Method,
+    path: String,
+    drain: Arc<Drain>,
+}
+
+#[pin_project::pin_project]
+struct AccessLogFuture {
+    #[pin]
+    inner: axum::routing::future::RouteFuture<Infallible>,
+    pending: Option<Logged>,
+}
+
+impl std::future::Future for AccessLogFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx))?;
+        let Logged {
+            started,
+            method,
+            path,
+            drain,
+        } = this.pending.take().expect("polled after completion");
+        let endpoint = Endpoint::from_path(&path);
+        let model = res.extensions().get::<LoggedModel>().cloned();
+        let res = observe(res, ObserveOptions::new(started).endpoint(endpoint));
+        if let Some(outcome) = res.extensions().get::<Outcome>() {
+            // Registered after metering's callback, so it runs after the usage record
+            // went to the ledger: shutdown waits for it before the last flush.
+            let open = drain.open();
+            outcome.on_resolve(move |report| {
+                drop(open);
+                let usage = report.usage.unwrap_or_default();
+                tracing::info!(
+                    %method,
+                    path,
+                    model = model.as_ref().map_or("-", |m| m.0.model()),
+                    status = report.status.as_u16(),
+                    latency_ms = report.elapsed.as_secs_f64() * 1e3,
+                    ttfb_ms = report.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1e3),
+                    end = ?report.end,
+                    prompt_tokens = usage.prompt_tokens,
+                    completion_tokens = report.completion_tokens(),
+                    "request"
+                );
+            });
+        }
+        let res = axum_response(res);
+        Poll::Ready(Ok(res.map(|body| {
+            axum::body::Body::new(CutOff::new(body, drain.cut.clone()))
+        })))
+    }
 }
 
 /// Answers still open at shutdown: counted while their outcome is unresolved, and cut

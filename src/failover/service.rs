@@ -114,6 +114,9 @@ where
     // here) nor routing's target (replaced per attempt).
     parts.extensions.remove::<Candidates>();
     parts.extensions.remove::<Target>();
+    // The last attempt takes the parts instead of a copy (headers and every extension
+    // cloned): with a single candidate, the only attempt copies nothing.
+    let mut parts = Some(parts);
     let body = llm.raw().clone();
     let clock = candidates.list[0].channel.inner.clock;
     let n = candidates.len();
@@ -165,8 +168,14 @@ where
             continue;
         };
         made += 1;
+        let these = if attempt >= max {
+            parts.take()
+        } else {
+            parts.clone()
+        }
+        .expect("the parts are taken by the last attempt only");
         let mut primary = std::pin::pin!(start(
-            &mut inner, &parts, &body, candidate, key, target, &config
+            &mut inner, these, &body, candidate, key, target, &config
         ));
 
         // Hedging: the first attempt (on the first candidate) is slow to answer; start
@@ -214,9 +223,14 @@ where
                             second.ready().await?;
                             made += 1;
                             attempt = 2;
+                            // Hedging starts on the first of at least two attempts:
+                            // the parts are still here.
+                            let parts = parts
+                                .clone()
+                                .expect("the parts are taken by the last attempt only");
                             let mut other = std::pin::pin!(start(
                                 &mut second,
-                                &parts,
+                                parts,
                                 &body,
                                 next,
                                 key,
@@ -349,7 +363,7 @@ enum Attempted {
 /// Dropping the future cancels the attempt (nothing is recorded).
 fn start<S>(
     inner: &mut S,
-    parts: &http::request::Parts,
+    parts: http::request::Parts,
     body: &Bytes,
     candidate: &Candidate,
     key: usize,
@@ -362,7 +376,7 @@ where
     S::Error: fmt::Display,
 {
     let secret = target.api_key().map(|k| k.expose().to_owned());
-    let mut req = Request::from_parts(parts.clone(), Body::from(body.clone()));
+    let mut req = Request::from_parts(parts, Body::from(body.clone()));
     req.extensions_mut().insert::<Target>(target);
     let channel = candidate.channel.clone();
     let config = config.clone();
@@ -463,13 +477,22 @@ fn cancelled(mut res: Response<Body>, loser: Option<&Candidate>) -> Response<Bod
     res
 }
 
+// Constants, so the names are not parsed again on every request (`from_static`
+// validates its argument when called at run time).
+#[allow(clippy::declare_interior_mutable_const)]
+const X_TOLLGATE_TARGET: HeaderName = HeaderName::from_static("x-tollgate-target");
+#[allow(clippy::declare_interior_mutable_const)]
+const X_TOLLGATE_ATTEMPTS: HeaderName = HeaderName::from_static("x-tollgate-attempts");
+
 fn set_attempt_headers(res: &mut Response<Body>, target: Option<HeaderValue>, attempts: u32) {
     let headers = res.headers_mut();
     if let Some(value) = target {
-        headers.insert(HeaderName::from_static("x-tollgate-target"), value);
+        headers.insert(X_TOLLGATE_TARGET, value);
     }
-    headers.insert(
-        HeaderName::from_static("x-tollgate-attempts"),
-        HeaderValue::from(attempts),
-    );
+    // Nearly every answer took one attempt: a static value, not a formatted one.
+    let attempts = match attempts {
+        1 => HeaderValue::from_static("1"),
+        n => HeaderValue::from(n),
+    };
+    headers.insert(X_TOLLGATE_ATTEMPTS, attempts);
 }

@@ -575,6 +575,17 @@ impl Accounts {
 
     /// Checks budgets and reserves `worst` on each prepaid balance, all or nothing.
     pub fn reserve(&self, payers: &[Account], worst: Money) -> Result<Hold, Refusal> {
+        if payers.is_empty() {
+            // Nobody to charge (an open gateway): no clock read, no lock.
+            return Ok(Hold {
+                accounts: self.clone(),
+                reserved: Vec::new(),
+                budgeted: Vec::new(),
+                settled: false,
+                #[cfg(feature = "redis")]
+                shared: None,
+            });
+        }
         let now = (self.clock)();
         let mut state = self.lock();
         for account in payers {
@@ -634,6 +645,9 @@ impl Hold {
         if let Some(shared) = self.shared.take() {
             shared.settle(cost, &self.accounts);
             return;
+        }
+        if self.reserved.is_empty() && self.budgeted.is_empty() {
+            return; // held nothing
         }
         let now = (self.accounts.clock)();
         let mut events = Vec::new();

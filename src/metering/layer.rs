@@ -211,8 +211,8 @@ where
                 Ok(llm) => llm,
                 Err(err) => return Ok(err.to_response(Dialect::from_path(req.uri().path()))),
             };
-            let priced = layer.prices.get(llm.model()).is_some();
-            if !priced && layer.unknown == UnknownPrice::Reject {
+            let price = layer.prices.get(llm.model());
+            if price.is_none() && layer.unknown == UnknownPrice::Reject {
                 let err = GatewayError::invalid_request(format!(
                     "The model `{}` has no price configured, and this gateway refuses unpriced models; \
                      add it to the price table.",
@@ -227,7 +227,6 @@ where
                     if let (Some(key), Some(budget)) = (&payer.key_id, payer.key_budget) {
                         accounts.set_budget(Account::Key(key.clone()), budget);
                     }
-                    let price = layer.prices.get(llm.model());
                     let worst = price.map_or(Money::ZERO, |p| {
                         let output = llm.max_tokens().unwrap_or(layer.output_reserve);
                         p.cost_of(llm.estimated_input_tokens(), 0, 0, output)
@@ -375,9 +374,12 @@ impl Pending {
         };
         let usage = report.usage.unwrap_or_default();
         let completion_tokens = report.completion_tokens();
-        let price = prices
-            .get(&model)
-            .or_else(|| prices.get(&self.requested_model));
+        let price = prices.get(&model).or_else(|| {
+            // Looked up again only when the served model is another name.
+            (model != self.requested_model)
+                .then(|| prices.get(&self.requested_model))
+                .flatten()
+        });
         if price.is_none() {
             warn_unpriced(&model);
         }

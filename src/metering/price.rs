@@ -106,7 +106,10 @@ struct PriceFile {
 /// `gpt-4o-mini`: the longest listed name followed by `-` wins).
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
-    exact: HashMap<String, Price>,
+    /// hashbrown's default hasher (foldhash), not SipHash: every request looks its
+    /// model up here a few times, and the names are not attacker-chosen keys of a map
+    /// that grows (the table is fixed at start).
+    exact: hashbrown::HashMap<String, Price>,
     /// `prefix*` patterns, longest prefix first.
     prefixes: Vec<(String, Price)>,
 }
@@ -174,19 +177,21 @@ impl PriceTable {
         {
             return Some(price);
         }
-        let bare = model.rsplit_once('/').map_or(model, |(_, name)| name);
-        if let Some(price) = self.exact.get(bare) {
-            return Some(price);
-        }
-        self.exact
-            .iter()
-            .filter(|(name, _)| {
-                bare.len() > name.len()
-                    && bare.starts_with(name.as_str())
-                    && bare.as_bytes()[name.len()] == b'-'
-            })
-            .max_by_key(|(name, _)| name.len())
-            .map(|(_, price)| price)
+        let bare = match model.rsplit_once('/') {
+            Some((_, name)) => {
+                if let Some(price) = self.exact.get(name) {
+                    return Some(price);
+                }
+                name
+            }
+            None => model,
+        };
+        // A dated or suffixed version: the longest listed name that `bare` continues
+        // with a `-`. One lookup per `-`, from the right (the longest name first),
+        // rather than a walk over the whole table (unpriced models pay this on every
+        // request, several times).
+        bare.rmatch_indices('-')
+            .find_map(|(dash, _)| self.exact.get(&bare[..dash]))
     }
 }
 

@@ -197,11 +197,13 @@ where
                 #[cfg(feature = "metering")]
                 let cost_usd = pending.layer.prices.as_ref().and_then(|prices| {
                     let usage = report.usage?;
-                    let priced = served
-                        .as_ref()
-                        .and_then(|s| s.model.as_deref())
-                        .and_then(|m| prices.get(m))
-                        .or_else(|| model.and_then(|m| prices.get(m)))?;
+                    let sent = served.as_ref().and_then(|s| s.model.as_deref());
+                    let priced = sent.and_then(|m| prices.get(m)).or_else(|| {
+                        // Looked up again only when the request named another model.
+                        model
+                            .filter(|m| Some(*m) != sent)
+                            .and_then(|m| prices.get(m))
+                    })?;
                     Some(priced.cost(&usage).nanos() as f64 / 1e9)
                 });
                 #[cfg(not(feature = "metering"))]

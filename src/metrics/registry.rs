@@ -126,7 +126,15 @@ struct Inner {
     registry: RwLock<prometheus_client::registry::Registry>,
     families: Families,
     /// Interned label values: the labelled models (bounded) and the providers.
-    labels: RwLock<HashMap<String, Label>>,
+    labels: RwLock<hashbrown::HashMap<String, Label>>,
+    /// The handles one kind of answer records into, found with one lookup per answer
+    /// rather than one per family (each family hashes its whole label set with SipHash
+    /// under its own lock). Bounded like the labels it is keyed by.
+    series: RwLock<hashbrown::HashMap<SeriesKey, Arc<Series>>>,
+    /// The in-flight gauge of each route (a handful of static names).
+    in_flight: RwLock<Vec<(&'static str, prometheus_client::metrics::gauge::Gauge)>>,
+    /// The cache lookup counters, made on first use: hit, miss, bypass.
+    cache: [std::sync::OnceLock<Counter>; 3],
     /// Bounded like the labels: models are capped, providers are configured.
     token_series: RwLock<HashMap<(&'static str, Label, Label), Arc<TokenSeries>>>,
     models: std::sync::atomic::AtomicUsize,
@@ -249,7 +257,10 @@ impl Registry {
             inner: Arc::new(Inner {
                 registry: RwLock::new(registry),
                 families,
-                labels: RwLock::new(HashMap::new()),
+                labels: RwLock::new(hashbrown::HashMap::new()),
+                series: RwLock::new(hashbrown::HashMap::new()),
+                in_flight: RwLock::new(Vec::new()),
+                cache: Default::default(),
                 token_series: RwLock::new(HashMap::new()),
                 models: std::sync::atomic::AtomicUsize::new(0),
                 dash: Arc::new("-".to_owned()),
@@ -385,13 +396,73 @@ impl Registry {
 
     /// Counts one request in flight on `route` until the guard is dropped.
     pub(crate) fn in_flight(&self, route: &'static str) -> InFlight {
-        let gauge = self
-            .inner
-            .families
-            .in_flight
-            .get_or_create_owned(&RouteLabels { route });
+        let find = |gauges: &[(&'static str, prometheus_client::metrics::gauge::Gauge)]| {
+            gauges
+                .iter()
+                .find(|(r, _)| std::ptr::eq(*r, route) || *r == route)
+                .map(|(_, gauge)| gauge.clone())
+        };
+        let known = find(
+            &self
+                .inner
+                .in_flight
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let gauge = known.unwrap_or_else(|| {
+            let mut gauges = self
+                .inner
+                .in_flight
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            find(&gauges).unwrap_or_else(|| {
+                let gauge = self
+                    .inner
+                    .families
+                    .in_flight
+                    .get_or_create_owned(&RouteLabels { route });
+                gauges.push((route, gauge.clone()));
+                gauge
+            })
+        });
         gauge.inc();
         InFlight(gauge)
+    }
+
+    /// The handles of one kind of answer (made on first use).
+    fn series(&self, key: SeriesKey) -> Arc<Series> {
+        if let Some(series) = self
+            .inner
+            .series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return series.clone();
+        }
+        let requests = self
+            .inner
+            .families
+            .requests
+            .get_or_create_owned(&RequestLabels {
+                route: key.route,
+                model: key.model.0.clone(),
+                provider: key.provider.0.clone(),
+                status: key.status,
+            });
+        let series = Arc::new(Series {
+            requests,
+            duration: std::sync::OnceLock::new(),
+            ttft: std::sync::OnceLock::new(),
+            tokens: std::sync::OnceLock::new(),
+        });
+        self.inner
+            .series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(series)
+            .clone()
     }
 
     /// Records one resolved response.
@@ -399,16 +470,28 @@ impl Registry {
         let f = &self.inner.families;
         let model = self.label(obs.model, true);
         let provider = self.label(obs.provider, false);
-        f.requests
-            .get_or_create(&RequestLabels {
-                route: obs.route,
-                model: model.clone(),
-                provider: provider.clone(),
-                status: obs.status.as_u16(),
-            })
-            .inc();
+        let error_type = error_type(obs.status, report, obs.error);
+        let series = self.series(SeriesKey {
+            route: obs.route,
+            operation: obs.operation,
+            model: Interned(model.clone()),
+            provider: Interned(provider.clone()),
+            status: obs.status.as_u16(),
+            error_type,
+        });
+        series.requests.inc();
         if let Some(result) = obs.cache {
-            f.cache.get_or_create(&CacheLabels { result }).inc();
+            let slot = match result {
+                "hit" => Some(0),
+                "miss" => Some(1),
+                "bypass" => Some(2),
+                _ => None,
+            };
+            let counter = || f.cache.get_or_create_owned(&CacheLabels { result });
+            match slot {
+                Some(i) => self.inner.cache[i].get_or_init(counter).inc(),
+                None => counter().inc(),
+            };
         }
         // A refusal by the gateway itself: an error that no provider answered.
         if let Some(reason) = obs
@@ -426,18 +509,21 @@ impl Registry {
         if obs.route == super::OTHER_ROUTE {
             return;
         }
-        let error_type = error_type(obs.status, report, obs.error);
-        let labels = GenAiLabels {
+        let labels = || GenAiLabels {
             gen_ai_operation_name: obs.operation,
             gen_ai_request_model: model.clone(),
             gen_ai_provider_name: provider.clone(),
             error_type,
         };
-        f.duration
-            .get_or_create(&labels)
+        series
+            .duration
+            .get_or_init(|| f.duration.get_or_create_owned(&labels()))
             .observe(obs.elapsed.as_secs_f64());
         if let (Some(ttfb), true) = (obs.ttfb, obs.status.is_success()) {
-            f.ttft.get_or_create(&labels).observe(ttfb.as_secs_f64());
+            series
+                .ttft
+                .get_or_init(|| f.ttft.get_or_create_owned(&labels()))
+                .observe(ttfb.as_secs_f64());
         }
         // Tokens and cost are the provider's: a cache hit used none.
         if obs.cache == Some("hit") || !obs.status.is_success() && report.usage.is_none() {
@@ -445,7 +531,9 @@ impl Registry {
         }
         let usage = report.usage.unwrap_or_default();
         let output = report.completion_tokens();
-        let tokens = self.token_series(obs.operation, &model, &provider);
+        let tokens = series
+            .tokens
+            .get_or_init(|| self.token_series(obs.operation, &model, &provider));
         tokens.usage_input.observe(usage.prompt_tokens as f64);
         tokens.usage_output.observe(output as f64);
         tokens.input.inc_by(usage.prompt_tokens);
@@ -457,6 +545,46 @@ impl Registry {
                 .inc_by(cost);
         }
     }
+}
+
+/// What picks a [`Series`]: every label of the families it holds handles onto.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    route: &'static str,
+    operation: &'static str,
+    model: Interned,
+    provider: Interned,
+    status: u16,
+    error_type: &'static str,
+}
+
+/// An interned label, compared and hashed by address: equal names share one `Arc`
+/// (see `Registry::label`), so this is the names' equality without reading them.
+#[derive(Clone)]
+struct Interned(Label);
+
+impl PartialEq for Interned {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Interned {}
+
+impl std::hash::Hash for Interned {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state)
+    }
+}
+
+/// Handles onto the series one kind of answer records into; each shares its value
+/// with the series in the registry. The histograms and token series are made on first
+/// use, as the families would make them.
+struct Series {
+    requests: Counter,
+    duration: std::sync::OnceLock<Histogram>,
+    ttft: std::sync::OnceLock<Histogram>,
+    tokens: std::sync::OnceLock<Arc<TokenSeries>>,
 }
 
 /// One request in flight; dropped when its answer ends (or it is abandoned).

@@ -176,6 +176,9 @@ enum State {
     Pending {
         first: Option<Callback>,
         rest: Vec<Callback>,
+        /// Someone awaits [`Outcome::resolved`]: only then does resolving wake the
+        /// `Notify` (which takes its own lock even with nobody to wake).
+        awaited: bool,
     },
     Resolved(Arc<Report>),
 }
@@ -203,6 +206,7 @@ impl Outcome {
                 state: Mutex::new(State::Pending {
                     first: None,
                     rest: Vec::new(),
+                    awaited: false,
                 }),
                 done: tokio::sync::Notify::new(),
             }),
@@ -246,8 +250,11 @@ impl Outcome {
             let notified = self.shared.done.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if let Some(report) = self.report() {
-                return report;
+            // Marked awaited under the same lock as the check: a resolution either
+            // came first (and is seen here) or sees the mark (and wakes this waiter).
+            match &mut *self.state() {
+                State::Resolved(report) => return report.clone(),
+                State::Pending { awaited, .. } => *awaited = true,
             }
             notified.await;
         }
@@ -261,17 +268,23 @@ impl Outcome {
     /// Resolves the outcome; later calls are ignored. Returns whether this call did it.
     pub(crate) fn resolve(&self, report: Report) -> bool {
         let report = Arc::new(report);
-        let (first, rest) = {
+        let (first, rest, awaited) = {
             let mut state = self.state();
             match std::mem::replace(&mut *state, State::Resolved(report.clone())) {
-                State::Pending { first, rest } => (first, rest),
+                State::Pending {
+                    first,
+                    rest,
+                    awaited,
+                } => (first, rest, awaited),
                 resolved @ State::Resolved(_) => {
                     *state = resolved;
                     return false;
                 }
             }
         };
-        self.shared.done.notify_waiters();
+        if awaited {
+            self.shared.done.notify_waiters();
+        }
         for callback in first.into_iter().chain(rest) {
             callback(&report);
         }

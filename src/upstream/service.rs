@@ -39,6 +39,10 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Non-stream answers larger than this are refused (they are read whole to be checked).
 const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
 
+/// A constant, so the name is not parsed again on every answer.
+#[allow(clippy::declare_interior_mutable_const)]
+const X_TOLLGATE_TARGET: HeaderName = HeaderName::from_static("x-tollgate-target");
+
 /// Headers of the client's request that are not forwarded: hop-by-hop headers, the
 /// client's own credentials, and `accept-encoding` (the gateway reads the answer, so
 /// it asks for it uncompressed).
@@ -225,7 +229,7 @@ where
             .extensions()
             .get::<Target>()
             .or(shared.default_target.as_ref())
-            .map(|t| ServedBy::new(t.name(), t.model().map(Into::into)));
+            .map(|t| ServedBy::new(t.shared_name().clone(), t.model().map(Into::into)));
         ResponseFuture::new(async move {
             let mut res = forward(shared, req.map(Body::new)).await;
             if let Some(served) = served {
@@ -288,12 +292,13 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
         Ok(out) => out,
         Err(err) => return err.to_response(dialect),
     };
-    let name: Arc<str> = target.name().into();
+    let name: Arc<str> = target.shared_name().clone();
     // The outcome reads the provider's own bytes, before any translation.
     let options = ObserveOptions::new(started)
         .endpoint(Some(llm.endpoint()))
         .dialect(provider);
-    let secrets: Vec<&str> = target.api_key().map(|k| k.expose()).into_iter().collect();
+    let secret = target.api_key().map(|k| k.expose());
+    let secrets: &[&str] = secret.as_slice();
 
     let res = match timeout_at(deadline, shared.client.request(out)).await {
         Err(_) => {
@@ -307,7 +312,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
             )
         }
         Ok(Err(err)) => {
-            let err = redact(&error_chain(&err), &secrets);
+            let err = redact(&error_chain(&err), secrets);
             tracing::warn!(target = %name, error = %err, "provider request failed");
             return observed(
                 GatewayError::upstream(format!(
@@ -323,9 +328,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
     let body = IdleTimeoutBody::new(body, shared.idle_timeout);
     filter_response_headers(&mut parts.headers);
     if let Ok(value) = HeaderValue::from_str(&name) {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-tollgate-target"), value);
+        parts.headers.insert(X_TOLLGATE_TARGET, value);
     }
 
     if !parts.status.is_success() {
@@ -335,7 +338,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
             parts.status,
             &bytes,
             &name,
-            &secrets,
+            secrets,
             retry_after.as_ref(),
             (provider, dialect),
         );
@@ -364,7 +367,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
                 return observed(
                     GatewayError::upstream(format!(
                         "The provider `{name}` failed while sending its answer: {}.",
-                        redact(&err.to_string(), &secrets)
+                        redact(&err.to_string(), secrets)
                     )),
                     dialect,
                     options,
@@ -444,7 +447,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
                 return observed(
                     GatewayError::upstream(format!(
                         "The provider `{name}` failed before its first event: {}.",
-                        redact(&err.to_string(), &secrets)
+                        redact(&err.to_string(), secrets)
                     )),
                     dialect,
                     options,
@@ -471,7 +474,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
                     StatusCode::BAD_GATEWAY,
                     &bytes,
                     &name,
-                    &secrets,
+                    secrets,
                     None,
                     (provider, dialect),
                 ),
@@ -655,6 +658,14 @@ fn set_headers(
 }
 
 fn filter_response_headers(headers: &mut HeaderMap) {
+    // One pass over the few headers the provider sent first: most answers carry none of
+    // the dropped ones, and a removal by name parses and hashes the name each time.
+    if !headers
+        .keys()
+        .any(|name| RESPONSE_HEADERS_DROPPED.contains(&name.as_str()))
+    {
+        return;
+    }
     for name in RESPONSE_HEADERS_DROPPED {
         headers.remove(*name);
     }

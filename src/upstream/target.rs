@@ -131,6 +131,12 @@ impl Target {
         &self.name
     }
 
+    /// The name as the shared string it is stored as (a reference count to copy, not
+    /// the text).
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base_url

@@ -106,33 +106,53 @@ macro_rules! sql_queries {
             conn: &mut <$db as sqlx::Database>::Connection,
             batch: &[UsageRecord],
         ) -> Result<(), sqlx::Error> {
-            let mut sql =
-                QueryBuilder::<$db>::new(format!("{} usage_records ({COLUMNS}) ", $insert));
-            sql.push_values(batch, |mut row, r| {
-                row.push_bind(r.id.clone())
-                    .push_bind(r.time_ms)
-                    .push_bind(r.key_id.clone())
-                    .push_bind(r.team.clone())
-                    .push_bind(r.requested_model.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.model.clone())
-                    .push_bind(i64::from(r.attempts))
-                    .push_bind(int(r.prompt_tokens))
-                    .push_bind(int(r.completion_tokens))
-                    .push_bind(int(r.cached_tokens))
-                    .push_bind(int(r.cache_write_tokens))
-                    .push_bind(r.cost.nanos())
-                    .push_bind(r.priced)
-                    .push_bind(int(r.latency_us))
-                    .push_bind(r.ttfb_us.map(int))
-                    .push_bind(i64::from(r.status))
-                    .push_bind(end_kind(r.end))
-                    .push_bind(r.cache_hit)
-                    .push_bind(r.exact);
-            });
-            sql.push($conflict);
-            sql.build().execute(conn).await?;
+            let mut query = sqlx::query(insert_sql(batch.len()));
+            for r in batch {
+                query = query
+                    .bind(r.id.clone())
+                    .bind(r.time_ms)
+                    .bind(r.key_id.clone())
+                    .bind(r.team.clone())
+                    .bind(r.requested_model.clone())
+                    .bind(r.provider.clone())
+                    .bind(r.model.clone())
+                    .bind(i64::from(r.attempts))
+                    .bind(int(r.prompt_tokens))
+                    .bind(int(r.completion_tokens))
+                    .bind(int(r.cached_tokens))
+                    .bind(int(r.cache_write_tokens))
+                    .bind(r.cost.nanos())
+                    .bind(r.priced)
+                    .bind(int(r.latency_us))
+                    .bind(r.ttfb_us.map(int))
+                    .bind(i64::from(r.status))
+                    .bind(end_kind(r.end))
+                    .bind(r.cache_hit)
+                    .bind(r.exact);
+            }
+            query.execute(conn).await?;
             Ok(())
+        }
+
+        /// The text of the insert of `rows` rows (a power of two up to 64, as `chunks`
+        /// cuts batches), written once per size: formatting the placeholders of every
+        /// batch cost more than binding its values.
+        fn insert_sql(rows: usize) -> &'static str {
+            static SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
+            assert!(rows.is_power_of_two() && rows <= 64, "chunks of 1, 2, 4, ... 64 rows");
+            SQL[rows.trailing_zeros() as usize].get_or_init(|| {
+                let columns = COLUMNS.split(',').count();
+                let mut sql =
+                    QueryBuilder::<$db>::new(format!("{} usage_records ({COLUMNS}) ", $insert));
+                // The placeholders only: the values are bound to each batch's query.
+                sql.push_values(0..rows, |mut row, _| {
+                    for _ in 0..columns {
+                        row.push_bind(0_i64);
+                    }
+                });
+                sql.push($conflict);
+                sql.sql().to_owned()
+            })
         }
 
         pub(super) async fn usage(

@@ -76,7 +76,14 @@ impl SqliteLedger {
             .map_err(LedgerError)?;
         let mut spool = PathBuf::from(path).into_os_string();
         spool.push(".spool");
-        let writer = Writer::spawn(SqliteStore(pool.clone()), spool.into(), QUEUE);
+        // The writer has a connection of its own. Sharing the pool, its batches went to
+        // the pool's connections in turn, and each found its page cache stale (another
+        // connection had written since): SQLite read the index pages back from the
+        // file on nearly every batch.
+        let writes = crate::db::open_sqlite_pool(path, "usage ledger", &[], 1)
+            .await
+            .map_err(LedgerError)?;
+        let writer = Writer::spawn(SqliteStore(writes), spool.into(), QUEUE);
         Ok(SqliteLedger { pool, writer })
     }
 }
