@@ -134,13 +134,18 @@ where
             );
             // Inside the span both when the inner service is called (it may open its own
             // span right there) and while its future runs.
+            if span.is_disabled() {
+                // No subscriber wants the span: nothing to enter, nor to record when the
+                // answer ends.
+                let res = inner.call(req).await?;
+                return Ok(observe(
+                    res,
+                    ObserveOptions::new(started).endpoint(Some(endpoint)),
+                ));
+            }
             let call = span.in_scope(|| inner.call(req));
             let res = call.instrument(span.clone()).await?;
             let res = observe(res, ObserveOptions::new(started).endpoint(Some(endpoint)));
-            if span.is_disabled() {
-                // No subscriber wants the span: nothing to record when the answer ends.
-                return Ok(res);
-            }
             if let Some(served) = res.extensions().get::<ServedBy>() {
                 span.record("gen_ai.provider.name", &*served.provider);
                 span.record(

@@ -177,8 +177,11 @@ impl PriceTable {
         {
             return Some(price);
         }
-        let bare = match model.rsplit_once('/') {
-            Some((_, name)) => {
+        // Byte scans: `/` and `-` are ASCII, so every position found is a char boundary
+        // (the `str` pattern searchers cost several times more on names this short).
+        let bare = match model.bytes().rposition(|b| b == b'/') {
+            Some(slash) => {
+                let name = &model[slash + 1..];
                 if let Some(price) = self.exact.get(name) {
                     return Some(price);
                 }
@@ -190,8 +193,10 @@ impl PriceTable {
         // with a `-`. One lookup per `-`, from the right (the longest name first),
         // rather than a walk over the whole table (unpriced models pay this on every
         // request, several times).
-        bare.rmatch_indices('-')
-            .find_map(|(dash, _)| self.exact.get(&bare[..dash]))
+        (0..bare.len())
+            .rev()
+            .filter(|&i| bare.as_bytes()[i] == b'-')
+            .find_map(|dash| self.exact.get(&bare[..dash]))
     }
 }
 

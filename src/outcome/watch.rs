@@ -210,14 +210,14 @@ impl Seen {
     /// What a whole OpenAI answer says, or `None` when it is not one (malformed JSON,
     /// or fields of unexpected types, which the observer would skip as well).
     pub(crate) fn of_openai_json(body: &[u8]) -> Option<Seen> {
-        let parsed = serde_json::from_slice::<JsonBody>(body).ok()?;
+        let parsed = serde_json::from_slice::<JsonBody<'_>>(body).ok()?;
         let mut seen = Seen::default();
         for choice in parsed.choices {
             if let Some(content) = choice.message.and_then(|m| m.content) {
                 seen.output_chars += content.chars().count() as u64;
             }
-            if choice.finish_reason.is_some() {
-                seen.finish_reason = choice.finish_reason;
+            if let Some(reason) = choice.finish_reason {
+                seen.finish_reason = Some(reason.0.into_owned());
             }
         }
         seen.usage = parsed.usage.map(Usage::from);
@@ -299,26 +299,28 @@ fn on_openai_chunk(data: &str, seen: &mut Seen) -> bool {
     }
 }
 
+/// A whole OpenAI answer: strings borrowed from the body (copied only when they hold
+/// escapes). `choices` stays a `Vec`: unlike `Few`, it refuses `null` as before.
 #[derive(Deserialize)]
-struct JsonBody {
+struct JsonBody<'a> {
     #[serde(default)]
     usage: Option<WireUsage>,
-    #[serde(default)]
-    choices: Vec<JsonChoice>,
+    #[serde(default, borrow)]
+    choices: Vec<JsonChoice<'a>>,
 }
 
 #[derive(Deserialize)]
-struct JsonChoice {
-    #[serde(default)]
-    message: Option<JsonMessage>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+struct JsonChoice<'a> {
+    #[serde(default, borrow)]
+    message: Option<JsonMessage<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
-struct JsonMessage {
-    #[serde(default)]
-    content: Option<String>,
+struct JsonMessage<'a> {
+    #[serde(default, borrow)]
+    content: Option<Str<'a>>,
 }
 
 fn on_json_body(body: &[u8], seen: &mut Seen) {

@@ -630,19 +630,14 @@ fn set_headers(
             HeaderValue::from_static(providers::anthropic::API_VERSION),
         );
     }
-    if let Some(key) = target.api_key() {
-        let (name, value) = match target.dialect() {
-            Dialect::OpenAi => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
-            Dialect::Anthropic => (
-                HeaderName::from_static("x-api-key"),
-                key.expose().to_owned(),
-            ),
-            Dialect::Gemini => (
-                HeaderName::from_static("x-goog-api-key"),
-                key.expose().to_owned(),
-            ),
+    if target.api_key().is_some() {
+        let name = match target.dialect() {
+            Dialect::OpenAi => header::AUTHORIZATION,
+            Dialect::Anthropic => HeaderName::from_static("x-api-key"),
+            Dialect::Gemini => HeaderName::from_static("x-goog-api-key"),
         };
-        let mut value = HeaderValue::try_from(value).map_err(|_| {
+        // Made once with the target (sensitive), not formatted per request.
+        let value = target.auth_value().cloned().ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::Internal,
                 format!(
@@ -651,7 +646,6 @@ fn set_headers(
                 ),
             )
         })?;
-        value.set_sensitive(true);
         headers.insert(name, value);
     }
     Ok(())

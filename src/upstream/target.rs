@@ -63,6 +63,9 @@ pub struct Target {
     base_url: Arc<str>,
     dialect: Dialect,
     api_key: Option<ApiKey>,
+    /// The credential's header value, made once with the key (`None`: the key is not a
+    /// valid header value, an error at request time).
+    auth_value: Option<http::HeaderValue>,
     model: Option<Arc<str>>,
 }
 
@@ -109,14 +112,29 @@ impl Target {
             base_url: base_url.trim_end_matches('/').into(),
             dialect,
             api_key: None,
+            auth_value: None,
             model: None,
         })
     }
 
     /// Sets the credential sent to this target.
     pub fn with_api_key(mut self, key: ApiKey) -> Self {
+        let value = match self.dialect {
+            Dialect::OpenAi => http::HeaderValue::try_from(format!("Bearer {}", key.expose())),
+            Dialect::Anthropic | Dialect::Gemini => http::HeaderValue::try_from(key.expose()),
+        };
+        self.auth_value = value.ok().map(|mut value| {
+            value.set_sensitive(true);
+            value
+        });
         self.api_key = Some(key);
         self
+    }
+
+    /// The value of the credential's header (`authorization: Bearer <key>`,
+    /// `x-api-key` or `x-goog-api-key`), `None` when the key cannot be sent as one.
+    pub(crate) fn auth_value(&self) -> Option<&http::HeaderValue> {
+        self.auth_value.as_ref()
     }
 
     /// Sends this model name instead of the one the client asked for (a deployment
