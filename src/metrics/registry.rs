@@ -1,6 +1,5 @@
 //! [`Registry`]: the metric families and their text exposition.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -136,7 +135,7 @@ struct Inner {
     /// The cache lookup counters, made on first use: hit, miss, bypass.
     cache: [std::sync::OnceLock<Counter>; 3],
     /// Bounded like the labels: models are capped, providers are configured.
-    token_series: RwLock<HashMap<(&'static str, Label, Label), Arc<TokenSeries>>>,
+    token_series: RwLock<hashbrown::HashMap<(&'static str, Label, Label), Arc<TokenSeries>>>,
     models: std::sync::atomic::AtomicUsize,
     dash: Label,
     other: Label,
@@ -261,7 +260,7 @@ impl Registry {
                 series: RwLock::new(hashbrown::HashMap::new()),
                 in_flight: RwLock::new(Vec::new()),
                 cache: Default::default(),
-                token_series: RwLock::new(HashMap::new()),
+                token_series: RwLock::new(hashbrown::HashMap::new()),
                 models: std::sync::atomic::AtomicUsize::new(0),
                 dash: Arc::new("-".to_owned()),
                 other: Arc::new(OTHER.to_owned()),
@@ -353,45 +352,31 @@ impl Registry {
         provider: &Label,
     ) -> Arc<TokenSeries> {
         let key = (operation, model.clone(), provider.clone());
-        if let Some(series) = self
-            .inner
-            .token_series
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return series.clone();
-        }
-        let f = &self.inner.families;
-        let usage = |kind| {
-            f.token_usage.get_or_create_owned(&TokenHistogramLabels {
-                gen_ai_operation_name: operation,
-                gen_ai_request_model: model.clone(),
-                gen_ai_provider_name: provider.clone(),
-                gen_ai_token_type: kind,
-            })
-        };
-        let count = |kind| {
-            f.tokens.get_or_create_owned(&TokenLabels {
-                model: model.clone(),
-                provider: provider.clone(),
-                r#type: kind,
-            })
-        };
-        let series = Arc::new(TokenSeries {
-            usage_input: usage("input"),
-            usage_output: usage("output"),
-            input: count("input"),
-            output: count("output"),
-            cached: count("cached"),
-        });
-        self.inner
-            .token_series
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_insert(series)
-            .clone()
+        cached(&self.inner.token_series, key, |_| {
+            let f = &self.inner.families;
+            let usage = |kind| {
+                f.token_usage.get_or_create_owned(&TokenHistogramLabels {
+                    gen_ai_operation_name: operation,
+                    gen_ai_request_model: model.clone(),
+                    gen_ai_provider_name: provider.clone(),
+                    gen_ai_token_type: kind,
+                })
+            };
+            let count = |kind| {
+                f.tokens.get_or_create_owned(&TokenLabels {
+                    model: model.clone(),
+                    provider: provider.clone(),
+                    r#type: kind,
+                })
+            };
+            TokenSeries {
+                usage_input: usage("input"),
+                usage_output: usage("output"),
+                input: count("input"),
+                output: count("output"),
+                cached: count("cached"),
+            }
+        })
     }
 
     /// Counts one request in flight on `route` until the guard is dropped.
@@ -431,38 +416,24 @@ impl Registry {
 
     /// The handles of one kind of answer (made on first use).
     fn series(&self, key: SeriesKey) -> Arc<Series> {
-        if let Some(series) = self
-            .inner
-            .series
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return series.clone();
-        }
-        let requests = self
-            .inner
-            .families
-            .requests
-            .get_or_create_owned(&RequestLabels {
-                route: key.route,
-                model: key.model.0.clone(),
-                provider: key.provider.0.clone(),
-                status: key.status,
-            });
-        let series = Arc::new(Series {
-            requests,
-            duration: std::sync::OnceLock::new(),
-            ttft: std::sync::OnceLock::new(),
-            tokens: std::sync::OnceLock::new(),
-        });
-        self.inner
-            .series
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_insert(series)
-            .clone()
+        cached(&self.inner.series, key, |key| {
+            let requests = self
+                .inner
+                .families
+                .requests
+                .get_or_create_owned(&RequestLabels {
+                    route: key.route,
+                    model: key.model.0.clone(),
+                    provider: key.provider.0.clone(),
+                    status: key.status,
+                });
+            Series {
+                requests,
+                duration: std::sync::OnceLock::new(),
+                ttft: std::sync::OnceLock::new(),
+                tokens: std::sync::OnceLock::new(),
+            }
+        })
     }
 
     /// Records one resolved response.
@@ -685,4 +656,22 @@ fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Timeout => "timeout",
         ErrorKind::Internal => "internal",
     }
+}
+
+/// The series of `key`, made by `make` on first use: a read lock on the way every
+/// answer takes, the write lock only for a new key (a racing maker's copy is dropped).
+fn cached<K: std::hash::Hash + Eq, V>(
+    map: &RwLock<hashbrown::HashMap<K, Arc<V>>>,
+    key: K,
+    make: impl FnOnce(&K) -> V,
+) -> Arc<V> {
+    if let Some(found) = map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return found.clone();
+    }
+    let made = Arc::new(make(&key));
+    map.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_insert(made)
+        .clone()
 }
