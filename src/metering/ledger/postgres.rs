@@ -1,12 +1,16 @@
 //! The PostgreSQL ledger, for fleets: every replica writes to one database.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::QueryBuilder;
 
-use super::sql::LedgerError;
-use super::writer::Writer;
+use super::sql::{end_kind, int, LedgerError, COLUMNS};
+use super::writer::{Inserted, Store, Writer};
+use super::UsageRecord;
 
 /// Records queued in memory before the ledger spools to disk.
 const QUEUE: usize = 65_536;
@@ -96,12 +100,89 @@ impl PostgresLedger {
     }
 }
 
-super::sql::sql_ledger!(ledger = PostgresLedger, store = PgStore);
+super::sql::sql_ledger!(ledger = PostgresLedger);
+
+impl Store for PgStore {
+    fn insert(&self, batch: Vec<UsageRecord>) -> Pin<Box<dyn Future<Output = Inserted> + Send>> {
+        let pool = self.0.clone();
+        Box::pin(async move {
+            let result = insert(&pool, &batch).await.map_err(Into::into);
+            (batch, result)
+        })
+    }
+}
+
+/// Inserts a batch in one transaction, as multi-row statements of a few fixed
+/// sizes (64, then 32, 16, ... 1 for the rest): the database prepares each size
+/// once and the statement cache keeps it, where one statement per batch length
+/// would be parsed and planned again for nearly every batch.
+async fn insert(
+    pool: &sqlx::Pool<sqlx::Postgres>,
+    batch: &[UsageRecord],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for chunk in super::sql::chunks(batch) {
+        insert_chunk(&mut tx, chunk).await?;
+    }
+    tx.commit().await
+}
+
+async fn insert_chunk(
+    conn: &mut sqlx::PgConnection,
+    batch: &[UsageRecord],
+) -> Result<(), sqlx::Error> {
+    let mut query = sqlx::query(insert_sql(batch.len()));
+    for r in batch {
+        query = query
+            .bind(r.id.clone())
+            .bind(r.time_ms)
+            .bind(r.key_id.clone())
+            .bind(r.team.clone())
+            .bind(r.requested_model.clone())
+            .bind(r.provider.clone())
+            .bind(r.model.clone())
+            .bind(i64::from(r.attempts))
+            .bind(int(r.prompt_tokens))
+            .bind(int(r.completion_tokens))
+            .bind(int(r.cached_tokens))
+            .bind(int(r.cache_write_tokens))
+            .bind(r.cost.nanos())
+            .bind(r.priced)
+            .bind(int(r.latency_us))
+            .bind(r.ttfb_us.map(int))
+            .bind(i64::from(r.status))
+            .bind(end_kind(r.end))
+            .bind(r.cache_hit)
+            .bind(r.exact);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
+/// The text of the insert of `rows` rows (a power of two up to 64, as `chunks`
+/// cuts batches), written once per size: formatting the placeholders of every
+/// batch cost more than binding its values.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
+    assert!(
+        rows.is_power_of_two() && rows <= 64,
+        "chunks of 1, 2, 4, ... 64 rows"
+    );
+    SQL[rows.trailing_zeros() as usize].get_or_init(|| {
+        let columns = COLUMNS.split(',').count();
+        let mut sql =
+            QueryBuilder::<sqlx::Postgres>::new(format!("INSERT INTO usage_records ({COLUMNS}) "));
+        // The placeholders only: the values are bound to each batch's query.
+        sql.push_values(0..rows, |mut row, _| {
+            for _ in 0..columns {
+                row.push_bind(0_i64);
+            }
+        });
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.sql().to_owned()
+    })
+}
 
 mod queries {
-    super::super::sql::sql_queries!(
-        db = sqlx::Postgres,
-        insert = "INSERT INTO",
-        on_conflict = " ON CONFLICT DO NOTHING"
-    );
+    super::super::sql::sql_queries!(db = sqlx::Postgres);
 }

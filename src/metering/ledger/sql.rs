@@ -77,83 +77,15 @@ pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Defines `insert`, `usage`, `recent` and `records` for one sqlx database. `insert`
-/// and `on_conflict` make a repeated id a no-op (replays are idempotent).
+/// Defines `usage`, `recent`, `records`, `save_credit` and `balances` for one sqlx
+/// database. (Each ledger writes its records its own way.)
 macro_rules! sql_queries {
-    (db = $db:ty, insert = $insert:literal, on_conflict = $conflict:literal) => {
+    (db = $db:ty) => {
         use sqlx::{QueryBuilder, Row};
 
-        use crate::metering::ledger::sql::{day_name, end_kind, hour_name, int, parse_end, COLUMNS};
+        use crate::metering::ledger::sql::{day_name, hour_name, parse_end, COLUMNS};
         use crate::metering::ledger::{GroupBy, RecentQuery, UsageQuery, UsageRow};
         use crate::metering::{Money, UsageRecord};
-
-        /// Inserts a batch in one transaction, as multi-row statements of a few fixed
-        /// sizes (64, then 32, 16, ... 1 for the rest): the database prepares each size
-        /// once and the statement cache keeps it, where one statement per batch length
-        /// would be parsed and planned again for nearly every batch.
-        pub(super) async fn insert(
-            pool: &sqlx::Pool<$db>,
-            batch: &[UsageRecord],
-        ) -> Result<(), sqlx::Error> {
-            let mut tx = pool.begin().await?;
-            for chunk in crate::metering::ledger::sql::chunks(batch) {
-                insert_chunk(&mut *tx, chunk).await?;
-            }
-            tx.commit().await
-        }
-
-        async fn insert_chunk(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            batch: &[UsageRecord],
-        ) -> Result<(), sqlx::Error> {
-            let mut query = sqlx::query(insert_sql(batch.len()));
-            for r in batch {
-                query = query
-                    .bind(r.id.clone())
-                    .bind(r.time_ms)
-                    .bind(r.key_id.clone())
-                    .bind(r.team.clone())
-                    .bind(r.requested_model.clone())
-                    .bind(r.provider.clone())
-                    .bind(r.model.clone())
-                    .bind(i64::from(r.attempts))
-                    .bind(int(r.prompt_tokens))
-                    .bind(int(r.completion_tokens))
-                    .bind(int(r.cached_tokens))
-                    .bind(int(r.cache_write_tokens))
-                    .bind(r.cost.nanos())
-                    .bind(r.priced)
-                    .bind(int(r.latency_us))
-                    .bind(r.ttfb_us.map(int))
-                    .bind(i64::from(r.status))
-                    .bind(end_kind(r.end))
-                    .bind(r.cache_hit)
-                    .bind(r.exact);
-            }
-            query.execute(conn).await?;
-            Ok(())
-        }
-
-        /// The text of the insert of `rows` rows (a power of two up to 64, as `chunks`
-        /// cuts batches), written once per size: formatting the placeholders of every
-        /// batch cost more than binding its values.
-        fn insert_sql(rows: usize) -> &'static str {
-            static SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
-            assert!(rows.is_power_of_two() && rows <= 64, "chunks of 1, 2, 4, ... 64 rows");
-            SQL[rows.trailing_zeros() as usize].get_or_init(|| {
-                let columns = COLUMNS.split(',').count();
-                let mut sql =
-                    QueryBuilder::<$db>::new(format!("{} usage_records ({COLUMNS}) ", $insert));
-                // The placeholders only: the values are bound to each batch's query.
-                sql.push_values(0..rows, |mut row, _| {
-                    for _ in 0..columns {
-                        row.push_bind(0_i64);
-                    }
-                });
-                sql.push($conflict);
-                sql.sql().to_owned()
-            })
-        }
 
         pub(super) async fn usage(
             pool: &sqlx::Pool<$db>,
@@ -339,10 +271,9 @@ macro_rules! sql_queries {
 pub(super) use sql_queries;
 
 /// The methods and trait impls every SQL ledger shares, for a ledger struct with `pool`
-/// and `writer` fields and its [`Store`](super::writer::Store) newtype around the pool.
-/// Expects a `queries` module made by [`sql_queries!`] in scope.
+/// and `writer` fields. Expects a `queries` module made by [`sql_queries!`] in scope.
 macro_rules! sql_ledger {
-    (ledger = $ledger:ident, store = $store:ident) => {
+    (ledger = $ledger:ident) => {
         impl $ledger {
             /// Waits until every record taken so far is written (or spooled, if the
             /// database fails), and replays spooled records.
@@ -413,17 +344,6 @@ macro_rules! sql_ledger {
         impl crate::metering::Ledger for $ledger {
             fn record(&self, record: crate::metering::UsageRecord) {
                 self.writer.record(record)
-            }
-        }
-
-        impl crate::metering::ledger::writer::Store for $store {
-            fn insert<'a>(
-                &'a self,
-                batch: &'a [crate::metering::UsageRecord],
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<(), crate::BoxError>> + Send + 'a>,
-            > {
-                Box::pin(async move { Ok(queries::insert(&self.0, batch).await?) })
             }
         }
 

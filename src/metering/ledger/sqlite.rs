@@ -1,11 +1,17 @@
 //! The SQLite ledger: the embedded default, one file, zero setup.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
 
-use super::sql::LedgerError;
-use super::writer::Writer;
+use super::sql::{chunks, end_kind, int, LedgerError, COLUMNS};
+use super::writer::{Inserted, Store, Writer};
+use super::UsageRecord;
+use crate::BoxError;
 
 /// Records queued in memory before the ledger spools to disk.
 const QUEUE: usize = 65_536;
@@ -31,18 +37,23 @@ const SCHEMA: &[&str] = &[
         status INTEGER NOT NULL,
         end_kind TEXT NOT NULL,
         cache_hit INTEGER NOT NULL,
-        exact INTEGER NOT NULL
-    )",
-    // Unique on (time, id), not on id alone: request ids are random, and a unique
-    // index on them alone takes every insert to a random page of a b-tree bigger
-    // than the cache (a read and a page write per row once the table is large).
-    // Time first, every index grows at its right edge; replays (same time, same
-    // id) stay no-ops, and the index serves time ranges and keyset pagination.
-    "CREATE UNIQUE INDEX IF NOT EXISTS usage_records_time_id ON usage_records (time_ms, id)",
-    // Superseded by the one above (files made before it had both).
+        exact INTEGER NOT NULL,
+        PRIMARY KEY (time_ms, id)
+    ) WITHOUT ROWID",
+    // Keyed on (time, id), not on id alone: request ids are random, and a b-tree
+    // keyed on them takes every insert to a random page of a tree bigger than the
+    // cache (a read and a page write per row once the table is large). Time first,
+    // every insert lands at the right edge; replays (same time, same id) stay no-ops,
+    // and the key serves time ranges and keyset pagination. WITHOUT ROWID: the rows
+    // live in that one b-tree, where a rowid table needs a second one for the key.
+    // Superseded (files made before the two below had it).
     "DROP INDEX IF EXISTS usage_records_time",
-    "CREATE INDEX IF NOT EXISTS usage_records_key ON usage_records (key_id, time_ms)",
-    "CREATE INDEX IF NOT EXISTS usage_records_team ON usage_records (team, time_ms)",
+    // Partial: a record without a key or a team (an open gateway's) costs no entry in
+    // these; `key_id = ?` and `team = ?` filters still use them.
+    "DROP INDEX IF EXISTS usage_records_key",
+    "DROP INDEX IF EXISTS usage_records_team",
+    "CREATE INDEX IF NOT EXISTS usage_records_by_key ON usage_records (key_id, time_ms) WHERE key_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS usage_records_by_team ON usage_records (team, time_ms) WHERE team IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS balance_credits (
         kind TEXT NOT NULL,
         account TEXT NOT NULL,
@@ -63,8 +74,10 @@ pub struct SqliteLedger {
     writer: Writer,
 }
 
-#[derive(Debug, Clone)]
-struct SqliteStore(SqlitePool);
+/// Files made before `usage_records` was keyed on `(time_ms, id)` have a rowid table:
+/// this index keeps their replays no-ops.
+const ROWID_TABLE_KEY: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS usage_records_time_id ON usage_records (time_ms, id)";
 
 impl SqliteLedger {
     /// Opens (or creates) the ledger file and starts its writer on the current tokio
@@ -74,28 +87,136 @@ impl SqliteLedger {
         let pool = crate::db::open_sqlite(path, "usage ledger", SCHEMA)
             .await
             .map_err(LedgerError)?;
+        let rowid_table: bool = sqlx::query_scalar(
+            "SELECT sql NOT LIKE '%WITHOUT ROWID%' FROM sqlite_master \
+             WHERE type = 'table' AND name = 'usage_records'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| LedgerError(format!("cannot read the usage ledger's schema: {e}")))?;
+        if rowid_table {
+            sqlx::query(ROWID_TABLE_KEY)
+                .execute(&pool)
+                .await
+                .map_err(|e| LedgerError(format!("cannot migrate the usage ledger: {e}")))?;
+        }
         let mut spool = PathBuf::from(path).into_os_string();
         spool.push(".spool");
-        // The writer has a connection of its own. Sharing the pool, its batches went to
-        // the pool's connections in turn, and each found its page cache stale (another
-        // connection had written since): SQLite read the index pages back from the
-        // file on nearly every batch.
-        let writes = crate::db::open_sqlite_pool(path, "usage ledger", &[], 1)
-            .await
-            .map_err(LedgerError)?;
-        let writer = Writer::spawn(SqliteStore(writes), spool.into(), QUEUE);
+        let writer = Writer::spawn(SqliteStore::open(path)?, spool.into(), QUEUE);
         Ok(SqliteLedger { pool, writer })
     }
 }
 
-super::sql::sql_ledger!(ledger = SqliteLedger, store = SqliteStore);
+super::sql::sql_ledger!(ledger = SqliteLedger);
 
 mod queries {
-    super::super::sql::sql_queries!(
-        db = sqlx::Sqlite,
-        insert = "INSERT OR IGNORE INTO",
-        on_conflict = ""
+    super::super::sql::sql_queries!(db = sqlx::Sqlite);
+}
+
+/// The writer's connection: its own (sharing the pool, batches went to its connections
+/// in turn and each found its page cache stale, reading index pages back from the file
+/// on nearly every batch), and rusqlite's rather than sqlx's: sqlx's binding and
+/// clearing of each value cost more than SQLite's insert of the row.
+#[derive(Clone)]
+struct SqliteStore(Arc<Mutex<rusqlite::Connection>>);
+
+impl SqliteStore {
+    fn open(path: &Path) -> Result<SqliteStore, LedgerError> {
+        let fail = |e: rusqlite::Error| {
+            LedgerError(format!(
+                "cannot open the usage ledger at {} for writing: {e}; check that the file is writable (TOLLGATE_DB)",
+                path.display()
+            ))
+        };
+        let conn = rusqlite::Connection::open(path).map_err(fail)?;
+        // As the pool's connections (`db::open_sqlite`); WAL is the file's own setting.
+        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        Ok(SqliteStore(Arc::new(Mutex::new(conn))))
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert(&self, batch: Vec<UsageRecord>) -> Pin<Box<dyn Future<Output = Inserted> + Send>> {
+        let conn = self.0.clone();
+        Box::pin(async move {
+            let count = batch.len();
+            // SQLite blocks: off the runtime's threads.
+            tokio::task::spawn_blocking(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    insert(&conn, &batch)
+                }))
+                .unwrap_or_else(|_| Err("the usage ledger's insert panicked".into()));
+                (batch, result)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                // Only when the runtime shuts down before the write started.
+                tracing::error!(
+                    records = count,
+                    "usage records lost: the runtime stopped before they were written"
+                );
+                (Vec::new(), Err("the runtime stopped".into()))
+            })
+        })
+    }
+}
+
+/// Writes `batch` in one transaction, as multi-row statements of a few fixed sizes
+/// (see `sql::chunks`): one statement per record cost a third more per row (SQLite runs
+/// the statement's set-up for each).
+fn insert(conn: &Mutex<rusqlite::Connection>, batch: &[UsageRecord]) -> Result<(), BoxError> {
+    let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    let tx = conn.transaction()?;
+    for chunk in chunks(batch) {
+        let mut insert = tx.prepare_cached(insert_sql(chunk.len()))?;
+        let mut at = 0;
+        let mut bind = |value: &dyn rusqlite::ToSql| {
+            at += 1;
+            insert.raw_bind_parameter(at, value)
+        };
+        for r in chunk {
+            bind(&r.id)?;
+            bind(&r.time_ms)?;
+            bind(&r.key_id)?;
+            bind(&r.team)?;
+            bind(&r.requested_model)?;
+            bind(&r.provider)?;
+            bind(&r.model)?;
+            bind(&r.attempts)?;
+            bind(&int(r.prompt_tokens))?;
+            bind(&int(r.completion_tokens))?;
+            bind(&int(r.cached_tokens))?;
+            bind(&int(r.cache_write_tokens))?;
+            bind(&r.cost.nanos())?;
+            bind(&r.priced)?;
+            bind(&int(r.latency_us))?;
+            bind(&r.ttfb_us.map(int))?;
+            bind(&r.status)?;
+            bind(&end_kind(r.end))?;
+            bind(&r.cache_hit)?;
+            bind(&r.exact)?;
+        }
+        insert.raw_execute()?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The text of the insert of `rows` rows (a power of two up to 64, as `chunks` cuts
+/// batches), written once per size. `OR IGNORE`: a replayed record is a no-op.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: [OnceLock<String>; 7] = [const { OnceLock::new() }; 7];
+    assert!(
+        rows.is_power_of_two() && rows <= 64,
+        "chunks of 1, 2, 4, ... 64 rows"
     );
+    SQL[rows.trailing_zeros() as usize].get_or_init(|| {
+        let row = format!("({})", vec!["?"; COLUMNS.split(',').count()].join(", "));
+        let rows = vec![row.as_str(); rows].join(", ");
+        format!("INSERT OR IGNORE INTO usage_records ({COLUMNS}) VALUES {rows}")
+    })
 }
 
 #[cfg(test)]
@@ -190,5 +311,94 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("TOLLGATE_DB"), "{err}");
+    }
+
+    /// A file made by an earlier version (a rowid table, full indexes) opens, keeps its
+    /// records, gets the partial indexes, and replays into it stay no-ops.
+    #[tokio::test]
+    async fn a_file_with_the_earlier_schema_is_migrated() {
+        let path = db_path("legacy");
+        {
+            let old = crate::db::open_sqlite(&path, "usage ledger", &[])
+                .await
+                .unwrap();
+            // Today's table as a rowid table, as it was made before.
+            let (columns, _key) = SCHEMA[0].split_once(",\n        PRIMARY KEY").unwrap();
+            let create = format!("{columns})");
+            for sql in [
+                create.as_str(),
+                "CREATE INDEX usage_records_key ON usage_records (key_id, time_ms)",
+                "CREATE INDEX usage_records_team ON usage_records (team, time_ms)",
+            ] {
+                sqlx::query(sql).execute(&old).await.unwrap();
+            }
+            old.close().await;
+        }
+        let ledger = SqliteLedger::open(&path).await.unwrap();
+        ledger.record(record(1, "a", 0, 5));
+        ledger.record(record(1, "a", 0, 5));
+        ledger.flush().await;
+        ledger.record(record(1, "a", 0, 5)); // a replay in a later batch
+        ledger.flush().await;
+        assert_eq!(ledger.records().await.unwrap().len(), 1);
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage_records' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&ledger.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "usage_records_by_key",
+                "usage_records_by_team",
+                "usage_records_time_id"
+            ]
+        );
+    }
+
+    /// A new file keeps each record in one b-tree, and the key and team filters of the
+    /// usage queries still use their (partial) indexes.
+    #[tokio::test]
+    async fn new_files_key_rows_on_time_and_filters_use_the_partial_indexes() {
+        let ledger = SqliteLedger::open(db_path("plans")).await.unwrap();
+        let table: String = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'usage_records'",
+        )
+        .fetch_one(&ledger.pool)
+        .await
+        .unwrap();
+        assert!(table.contains("WITHOUT ROWID"), "{table}");
+        for (filter, index) in [
+            ("key_id = 'k'", "usage_records_by_key"),
+            ("team = 't'", "usage_records_by_team"),
+        ] {
+            let plan: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT detail FROM (EXPLAIN QUERY PLAN SELECT COUNT(*) FROM usage_records \
+                 WHERE {filter} AND time_ms >= 0)"
+            ))
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap_or_default();
+            let plan = if plan.is_empty() {
+                // Not every SQLite takes EXPLAIN in a subquery: read the rows directly.
+                sqlx::query(&format!(
+                    "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM usage_records WHERE {filter} AND time_ms >= 0"
+                ))
+                .fetch_all(&ledger.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect()
+            } else {
+                plan
+            };
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{filter}: {plan:?}"
+            );
+        }
     }
 }

@@ -46,11 +46,13 @@ pub(super) struct Counters {
 /// A database that stores batches; inserting a record twice must be a no-op (records
 /// carry unique ids), so replays are idempotent.
 pub(super) trait Store: Send + Sync + 'static {
-    fn insert<'a>(
-        &'a self,
-        batch: &'a [UsageRecord],
-    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+    /// Writes `batch` in one transaction. The batch is moved in (a store may write it
+    /// on another thread) and handed back with the result, to be spooled on failure.
+    fn insert(&self, batch: Vec<UsageRecord>) -> Pin<Box<dyn Future<Output = Inserted> + Send>>;
 }
+
+/// A batch handed back by [`Store::insert`], and how its write went.
+pub(super) type Inserted = (Vec<UsageRecord>, Result<(), BoxError>);
 
 enum Msg {
     Record(Box<UsageRecord>),
@@ -180,18 +182,21 @@ async fn run<S: Store>(
             }
         }
         if !batch.is_empty() {
-            match store.insert(&batch).await {
+            let (mut written, result) = store.insert(std::mem::take(&mut batch)).await;
+            match result {
                 Ok(()) => {
                     counters
                         .written
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        .fetch_add(written.len() as u64, Ordering::Relaxed);
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, records = batch.len(), "ledger database write failed; spooling");
-                    spool_records(&spool, &counters, &batch);
+                    tracing::warn!(error = %err, records = written.len(), "ledger database write failed; spooling");
+                    spool_records(&spool, &counters, &written);
                 }
             }
-            batch.clear();
+            // The same allocation for the next batch.
+            written.clear();
+            batch = written;
         }
         if !flushes.is_empty() {
             replay(&store, &spool, &counters).await;
@@ -226,7 +231,7 @@ async fn replay_once<S: Store>(store: &S, spool: &Spool, counters: &Counters) ->
         }
     };
     for chunk in records.chunks(BATCH) {
-        if let Err(err) = store.insert(chunk).await {
+        if let (_, Err(err)) = store.insert(chunk.to_vec()).await {
             tracing::info!(error = %err, "ledger database still unavailable; spooled records wait");
             return false;
         }
@@ -270,19 +275,21 @@ pub(super) mod tests {
     }
 
     impl Store for Flaky {
-        fn insert<'a>(
-            &'a self,
-            batch: &'a [UsageRecord],
-        ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>> {
+        fn insert(
+            &self,
+            batch: Vec<UsageRecord>,
+        ) -> Pin<Box<dyn Future<Output = Inserted> + Send>> {
+            let store = self.clone();
             Box::pin(async move {
-                if self.down.load(Ordering::SeqCst) {
-                    return Err("database is down".into());
+                if store.down.load(Ordering::SeqCst) {
+                    return (batch, Err("database is down".into()));
                 }
-                let mut rows = self.rows.lock().unwrap();
-                for r in batch {
+                let mut rows = store.rows.lock().unwrap();
+                for r in &batch {
                     rows.entry(r.id.clone()).or_insert_with(|| r.clone()); // idempotent
                 }
-                Ok(())
+                drop(rows);
+                (batch, Ok(()))
             })
         }
     }
