@@ -143,7 +143,7 @@ impl<S, L: Clone> Layer<S> for MeteringLayer<L> {
     fn layer(&self, inner: S) -> Metering<S, L> {
         Metering {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -151,7 +151,9 @@ impl<S, L: Clone> Layer<S> for MeteringLayer<L> {
 /// The service made by [`MeteringLayer`].
 pub struct Metering<S, L> {
     inner: S,
-    layer: MeteringLayer<L>,
+    // Shared: the service is cloned for every request, and the layer holds several
+    // reference counts (ledger queue, prices, accounts); one count is cheaper.
+    layer: Arc<MeteringLayer<L>>,
 }
 
 impl<S, L> Metering<S, L> {
@@ -281,14 +283,12 @@ where
                 layer.ledger.record(record);
             }
             if let Some(outcome) = res.extensions().get::<Outcome>() {
-                let ledger = layer.ledger.clone();
-                let prices = layer.prices.clone();
                 outcome.on_resolve(move |report| {
-                    let record = pending.into_record(report, &prices);
+                    let record = pending.into_record(report, &layer.prices);
                     if let Some(hold) = hold {
                         hold.settle(record.cost.saturating_add(cancelled_cost));
                     }
-                    ledger.record(record);
+                    layer.ledger.record(record);
                 });
             }
             Ok(res)

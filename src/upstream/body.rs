@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use pin_project::pin_project;
-use tokio::time::{sleep, Instant, Sleep};
+use tokio::time::{Instant, Sleep};
 
 use crate::error::GatewayError;
 use crate::{BoxError, Dialect};
@@ -33,13 +33,19 @@ impl fmt::Display for IdleTimeout {
 
 impl std::error::Error for IdleTimeout {}
 
-/// Fails the body when no frame arrives for `after` (reset on every frame).
+/// Fails the body when no frame arrives for `after` while it waits for one.
+///
+/// The timer is armed when the provider has nothing ready, from that moment: frames
+/// that are already there (a whole answer in one read, a burst of stream events) cost
+/// no clock read and no timer-wheel update each, only the waits do.
 #[pin_project]
 pub(super) struct IdleTimeoutBody<B> {
     #[pin]
     inner: B,
     #[pin]
-    sleep: Sleep,
+    sleep: Option<Sleep>,
+    /// A frame arrived since the timer was armed: re-arm it before the next wait.
+    progressed: bool,
     after: Duration,
 }
 
@@ -47,7 +53,8 @@ impl<B> IdleTimeoutBody<B> {
     pub(super) fn new(inner: B, after: Duration) -> Self {
         IdleTimeoutBody {
             inner,
-            sleep: sleep(after),
+            sleep: None,
+            progressed: true,
             after,
         }
     }
@@ -66,17 +73,21 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(frame) => {
-                let after = *this.after;
-                this.sleep.as_mut().reset(Instant::now() + after);
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                ready!(this.sleep.poll(cx));
-                Poll::Ready(Some(Err(IdleTimeout { after: *this.after }.into())))
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            *this.progressed = true;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if std::mem::take(this.progressed) {
+            let deadline = Instant::now() + *this.after;
+            match this.sleep.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.reset(deadline),
+                None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
             }
         }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
+        }
+        Poll::Ready(Some(Err(IdleTimeout { after: *this.after }.into())))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -190,5 +201,75 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.ended || self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+    use std::collections::VecDeque;
+
+    /// Frames handed out when the test pushes them; `Pending` in between.
+    #[derive(Clone, Default)]
+    struct Gated(
+        std::sync::Arc<std::sync::Mutex<(VecDeque<Option<Bytes>>, Option<std::task::Waker>)>>,
+    );
+
+    impl Gated {
+        fn push(&self, frame: Option<Bytes>) {
+            let mut state = self.0.lock().unwrap();
+            state.0.push_back(frame);
+            if let Some(waker) = state.1.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl http_body::Body for Gated {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let mut state = self.0.lock().unwrap();
+            match state.0.pop_front() {
+                Some(Some(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(None) => Poll::Ready(None),
+                None => {
+                    state.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    /// Each wait is timed from its own start: frames 150 ms apart pass an idle timeout of
+    /// 200 ms however long the whole body takes, and 250 ms of silence fails it.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timer_restarts_after_every_frame() {
+        let gated = Gated::default();
+        let mut body = Box::pin(IdleTimeoutBody::new(
+            gated.clone(),
+            Duration::from_millis(200),
+        ));
+        for i in 0..4 {
+            let gated = gated.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                gated.push(Some(Bytes::from(format!("{i}"))));
+            });
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), format!("{i}"));
+        }
+        let late = gated.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            late.push(None);
+        });
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("sent nothing"), "{err}");
     }
 }
