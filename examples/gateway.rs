@@ -78,7 +78,7 @@ use std::convert::Infallible;
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -193,7 +193,7 @@ async fn main() -> Result<(), BoxError> {
     let (cut, cut_rx) = tokio::sync::watch::channel(false);
     let drain = Drain {
         cut: cut_rx,
-        open: Arc::new(tokio::sync::watch::channel(0).0),
+        open: Arc::default(),
     };
     let app = stack(
         router(&shared, current.clone(), ready.clone()),
@@ -1640,30 +1640,37 @@ impl std::future::Future for AccessLogFuture {
 struct Drain {
     /// `true` once the deadline passed: every open body ends with an error.
     cut: tokio::sync::watch::Receiver<bool>,
-    /// Bumped by each answer until its outcome resolves (its usage record written).
-    open: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Answers whose outcome has not resolved yet (their usage record not written).
+    /// An atomic, read by polling at shutdown: a watch channel woke its eight
+    /// notifiers, each behind a lock, twice per request.
+    open: Arc<AtomicUsize>,
 }
 
 /// One open answer; dropping it (when its outcome resolves) counts it out.
-struct Open(Arc<tokio::sync::watch::Sender<usize>>);
+struct Open(Arc<AtomicUsize>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
 impl Drain {
     fn open(&self) -> Open {
-        self.open.send_modify(|n| *n += 1);
+        self.open.fetch_add(1, Ordering::Relaxed);
         Open(self.open.clone())
     }
 
     /// Waits (up to `limit`) until every answer's outcome resolved.
     async fn settled(&self, limit: Duration) -> bool {
-        let mut open = self.open.subscribe();
-        let settled = tokio::time::timeout(limit, open.wait_for(|n| *n == 0)).await;
-        settled.is_ok()
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.open.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 }
 
