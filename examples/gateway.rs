@@ -197,6 +197,9 @@ async fn main() -> Result<(), BoxError> {
     };
     let app = stack(
         router(&shared, current.clone(), ready.clone()),
+        Reloading {
+            current: current.clone(),
+        },
         drain.clone(),
     );
 
@@ -706,7 +709,10 @@ struct Generation {
     admin: Option<Router>,
 }
 
-type LlmService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+/// The LLM stack: its answers stay `tollgate::Body` up to the access log, which boxes
+/// them into axum's body once.
+type LlmService =
+    tower::util::BoxCloneSyncService<Request, http::Response<tollgate::Body>, Infallible>;
 
 impl Generation {
     fn build(config: Arc<Config>, shared: &Shared) -> Result<Generation, BoxError> {
@@ -801,7 +807,6 @@ impl Generation {
         let body_limit = BodyLimit(config.body_limit);
         let llm = LlmService::new(
             ServiceBuilder::new()
-                .map_response(IntoResponse::into_response)
                 .layer(MetricsLayer::new(shared.metrics.clone()).prices(prices))
                 .map_request(move |mut req: Request| {
                     req.extensions_mut().insert(body_limit);
@@ -864,7 +869,7 @@ struct Reloading {
 }
 
 impl tower::Service<Request> for Reloading {
-    type Response = Response;
+    type Response = http::Response<tollgate::Body>;
     type Error = Infallible;
     type Future = tower::util::Oneshot<LlmService, Request>;
 
@@ -1226,10 +1231,9 @@ fn jwt_validator(config: &Config) -> Result<Option<JwtValidator>, BoxError> {
     Ok(Some(validator))
 }
 
+/// The routes other than the LLM endpoints (those go straight to the LLM stack: see
+/// [`AccessLog`]).
 fn router(shared: &Shared, current: Arc<ArcSwap<Generation>>, ready: Arc<AtomicBool>) -> Router {
-    let llm = Reloading {
-        current: current.clone(),
-    };
     let models_current = current.clone();
     let list_models = get(move |headers: http::HeaderMap| {
         let generation = models_current.load_full();
@@ -1261,11 +1265,7 @@ fn router(shared: &Shared, current: Arc<ArcSwap<Generation>>, ready: Arc<AtomicB
             }
         }
     });
-    let mut app = Router::new()
-        .route_service("/v1/chat/completions", PostOnly(llm.clone()))
-        .route_service("/v1/messages", PostOnly(llm.clone()))
-        .route_service("/v1/embeddings", PostOnly(llm))
-        .route("/v1/models", list_models);
+    let mut app = Router::new().route("/v1/models", list_models);
     // Always routed, answered while the configuration in force says so (a reload turns
     // it on and off).
     let registry = shared.metrics.clone();
@@ -1331,7 +1331,7 @@ type Stack = SetRequestId<
     MakeRequestUuid,
 >;
 
-fn stack(app: Router, drain: Drain) -> Stack {
+fn stack(app: Router, llm: Reloading, drain: Drain) -> Stack {
     let x_request_id = HeaderName::from_static("x-request-id");
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(
@@ -1354,6 +1354,7 @@ fn stack(app: Router, drain: Drain) -> Stack {
         )
         .service(AccessLog {
             inner: app,
+            llm: PostOnly(llm),
             drain: Arc::new(drain),
         })
 }
@@ -1452,9 +1453,9 @@ struct PostOnly<S>(S);
 
 impl<S> tower::Service<Request> for PostOnly<S>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S: tower::Service<Request, Response = http::Response<tollgate::Body>, Error = Infallible>,
 {
-    type Response = Response;
+    type Response = http::Response<tollgate::Body>;
     type Error = Infallible;
     type Future = PostOnlyFuture<S::Future>;
 
@@ -1468,7 +1469,7 @@ where
         }
         let err = GatewayError::invalid_request("Use POST for this endpoint.")
             .with_status(http::StatusCode::METHOD_NOT_ALLOWED);
-        let mut res = axum_response(err.to_response(Dialect::from_path(req.uri().path())));
+        let mut res = err.to_response(Dialect::from_path(req.uri().path()));
         res.headers_mut()
             .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
         PostOnlyFuture::Refused(Some(res))
@@ -1478,14 +1479,14 @@ where
 #[pin_project::pin_project(project = PostOnlyProj)]
 enum PostOnlyFuture<F> {
     Post(#[pin] F),
-    Refused(Option<Response>),
+    Refused(Option<http::Response<tollgate::Body>>),
 }
 
 impl<F> std::future::Future for PostOnlyFuture<F>
 where
-    F: std::future::Future<Output = Result<Response, Infallible>>,
+    F: std::future::Future<Output = Result<http::Response<tollgate::Body>, Infallible>>,
 {
-    type Output = Result<Response, Infallible>;
+    type Output = Result<http::Response<tollgate::Body>, Infallible>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
@@ -1548,8 +1549,15 @@ async fn attempt(
 #[derive(Clone)]
 struct AccessLog {
     inner: Router,
+    /// The LLM endpoints, reached without the router: its lookup, the matched-path and
+    /// path-parameter extensions and the boxed route it clones per request cost more
+    /// than the three string comparisons that find them.
+    llm: PostOnly<Reloading>,
     drain: Arc<Drain>,
 }
+
+/// The paths served by the LLM stack.
+const LLM_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"];
 
 impl tower::Service<Request> for AccessLog {
     type Response = Response;
@@ -1557,6 +1565,7 @@ impl tower::Service<Request> for AccessLog {
     type Future = AccessLogFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        std::task::ready!(self.llm.poll_ready(cx))?;
         tower::Service::<Request>::poll_ready(&mut self.inner, cx)
     }
 
@@ -1564,8 +1573,13 @@ impl tower::Service<Request> for AccessLog {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let inner = if LLM_PATHS.contains(&path.as_str()) {
+            Answer::Llm(self.llm.call(req))
+        } else {
+            Answer::Routed(self.inner.call(req))
+        };
         AccessLogFuture {
-            inner: self.inner.call(req),
+            inner,
             pending: Some(Logged {
                 started,
                 method,
@@ -1584,10 +1598,30 @@ struct Logged {
     drain: Arc<Drain>,
 }
 
+/// The answer of the LLM stack or of the router.
+#[pin_project::pin_project(project = AnswerProj)]
+enum Answer {
+    Llm(#[pin] <PostOnly<Reloading> as tower::Service<Request>>::Future),
+    Routed(#[pin] axum::routing::future::RouteFuture<Infallible>),
+}
+
+impl std::future::Future for Answer {
+    type Output = Result<http::Response<tollgate::Body>, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AnswerProj::Llm(future) => future.poll(cx),
+            AnswerProj::Routed(future) => {
+                future.poll(cx).map_ok(|res| res.map(tollgate::Body::new))
+            }
+        }
+    }
+}
+
 #[pin_project::pin_project]
 struct AccessLogFuture {
     #[pin]
-    inner: axum::routing::future::RouteFuture<Infallible>,
+    inner: Answer,
     pending: Option<Logged>,
 }
 
@@ -1627,7 +1661,6 @@ impl std::future::Future for AccessLogFuture {
                 );
             });
         }
-        let res = axum_response(res);
         Poll::Ready(Ok(res.map(|body| {
             axum::body::Body::new(CutOff::new(body, drain.cut.clone()))
         })))
@@ -1680,14 +1713,14 @@ impl Drain {
 #[pin_project::pin_project]
 struct CutOff {
     #[pin]
-    inner: axum::body::Body,
+    inner: tollgate::Body,
     cut: tokio::sync::watch::Receiver<bool>,
     /// Made on the first `Pending` only: whole answers never allocate it.
     waiting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl CutOff {
-    fn new(inner: axum::body::Body, cut: tokio::sync::watch::Receiver<bool>) -> Self {
+    fn new(inner: tollgate::Body, cut: tokio::sync::watch::Receiver<bool>) -> Self {
         CutOff {
             inner,
             cut,
@@ -1698,14 +1731,14 @@ impl CutOff {
 
 impl http_body::Body for CutOff {
     type Data = bytes::Bytes;
-    type Error = axum::Error;
+    type Error = tollgate::BoxError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, tollgate::BoxError>>> {
         let this = self.project();
-        let cut_off = || Poll::Ready(Some(Err(axum::Error::new("cut at the shutdown deadline"))));
+        let cut_off = || Poll::Ready(Some(Err("cut at the shutdown deadline".into())));
         if *this.cut.borrow() {
             return cut_off();
         }
