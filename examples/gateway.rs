@@ -1365,16 +1365,16 @@ struct RequestSpan;
 
 impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, req: &http::Request<B>) -> tracing::Span {
-        let id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+        // The fields are read only when the span is enabled.
         tracing::info_span!(
             "request",
             method = %req.method(),
             path = req.uri().path(),
-            request_id = id
+            request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
         )
     }
 }

@@ -45,6 +45,7 @@
 mod body;
 #[cfg(feature = "sqlite")]
 mod db;
+mod header_names;
 mod macros;
 #[cfg(all(
     feature = "redis",

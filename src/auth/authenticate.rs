@@ -132,7 +132,7 @@ pub(crate) fn credential_up_to(headers: &HeaderMap, max_len: usize) -> Result<&s
             return Err(malformed());
         }
         token.trim()
-    } else if let Some(value) = headers.get("x-api-key") {
+    } else if let Some(value) = headers.get(crate::header_names::X_API_KEY) {
         value.to_str().map_err(|_| malformed())?.trim()
     } else {
         return Err(Rejection::missing_key());

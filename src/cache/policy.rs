@@ -93,7 +93,7 @@ impl Directives {
                 }
             }
         }
-        if let Some(value) = headers.get(CACHE_TTL_HEADER) {
+        if let Some(value) = headers.get(crate::header_names::X_TOLLGATE_CACHE_TTL) {
             let secs = value
                 .to_str()
                 .ok()

@@ -7,14 +7,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::{Fill, FillBody, FollowerBody};
 use super::flight::{Flights, Follower, Head, Role};
 use super::layer::Config;
-use super::policy::{Directives, CACHE_STATUS_HEADER};
+use super::policy::Directives;
 use super::store::{CacheStore, Entry};
 use super::{CacheLayer, DefaultMakeCacheKey, MakeCacheKey, MemoryStore};
 use crate::error::{ErrorKind, GatewayError};
@@ -122,7 +122,7 @@ impl Status {
 
 fn mark(res: &mut Response<Body>, status: Status) {
     res.headers_mut()
-        .insert(HeaderName::from_static(CACHE_STATUS_HEADER), status.value());
+        .insert(crate::header_names::X_TOLLGATE_CACHE, status.value());
 }
 
 async fn serve<S, C, K, ResB>(

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
 use tokio::time::Instant;
 use tower::retry::budget::Budget;
@@ -477,12 +477,7 @@ fn cancelled(mut res: Response<Body>, loser: Option<&Candidate>) -> Response<Bod
     res
 }
 
-// Constants, so the names are not parsed again on every request (`from_static`
-// validates its argument when called at run time).
-#[allow(clippy::declare_interior_mutable_const)]
-const X_TOLLGATE_TARGET: HeaderName = HeaderName::from_static("x-tollgate-target");
-#[allow(clippy::declare_interior_mutable_const)]
-const X_TOLLGATE_ATTEMPTS: HeaderName = HeaderName::from_static("x-tollgate-attempts");
+use crate::header_names::{X_TOLLGATE_ATTEMPTS, X_TOLLGATE_TARGET};
 
 fn set_attempt_headers(res: &mut Response<Body>, target: Option<HeaderValue>, attempts: u32) {
     let headers = res.headers_mut();

@@ -242,7 +242,7 @@ where
             };
             let id = req
                 .headers()
-                .get("x-request-id")
+                .get(crate::header_names::X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .map_or_else(generated_id, str::to_owned);
             let res = inner.call(req).await?;
@@ -260,7 +260,7 @@ where
                 payer,
                 cache_hit: res
                     .headers()
-                    .get("x-tollgate-cache")
+                    .get(crate::header_names::X_TOLLGATE_CACHE)
                     .is_some_and(|v| v == "hit"),
             };
             // Hedged attempts that lost their race: billed input, as far as we know.

@@ -175,7 +175,7 @@ where
                 .map(GatewayError::kind);
             let cache = res
                 .headers()
-                .get("x-tollgate-cache")
+                .get(crate::header_names::X_TOLLGATE_CACHE)
                 .and_then(|v| match v.as_bytes() {
                     b"hit" => Some("hit"),
                     b"miss" => Some("miss"),

@@ -39,9 +39,7 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Non-stream answers larger than this are refused (they are read whole to be checked).
 const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
 
-/// A constant, so the name is not parsed again on every answer.
-#[allow(clippy::declare_interior_mutable_const)]
-const X_TOLLGATE_TARGET: HeaderName = HeaderName::from_static("x-tollgate-target");
+use crate::header_names::X_TOLLGATE_TARGET;
 
 /// Headers of the client's request that are not forwarded: hop-by-hop headers, the
 /// client's own credentials, and `accept-encoding` (the gateway reads the answer, so
