@@ -44,27 +44,34 @@ use crate::header_names::X_TOLLGATE_TARGET;
 /// Headers of the client's request that are not forwarded: hop-by-hop headers, the
 /// client's own credentials, and `accept-encoding` (the gateway reads the answer, so
 /// it asks for it uncompressed).
-const REQUEST_HEADERS_DROPPED: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "accept-encoding",
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "cookie",
-    // The client must not pick the organisation or project billed on the gateway's key.
-    "openai-organization",
-    "openai-project",
-];
+///
+/// A `match` (by length, then bytes), not a scan of a list: it runs for every header of
+/// every request.
+fn dropped_request_header(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "accept-encoding"
+            | "authorization"
+            | "x-api-key"
+            | "api-key"
+            | "x-goog-api-key"
+            | "cookie"
+            // The client must not pick the organisation or project billed on the
+            // gateway's key.
+            | "openai-organization"
+            | "openai-project"
+    )
+}
 
 /// Headers of the provider's answer that are not passed on: hop-by-hop headers and
 /// facts about the gateway's provider account.
@@ -559,11 +566,23 @@ fn build_request(
         // Same dialect, nothing to change: the client's bytes, untouched.
         llm.raw().clone()
     };
-    let mut uri = format!("{}{}", target.base_url(), llm.endpoint().path());
-    if let Some(query) = req.uri().query() {
-        uri.push('?');
-        uri.push_str(query);
-    }
+    // Parsed once per target, unless the client sent a query string.
+    let uri = match (req.uri().query(), target.endpoint_uri(llm.endpoint())) {
+        (None, Some(uri)) => uri.clone(),
+        (query, _) => {
+            let mut uri = format!("{}{}", target.base_url(), llm.endpoint().path());
+            if let Some(query) = query {
+                uri.push('?');
+                uri.push_str(query);
+            }
+            uri.parse().map_err(|err| {
+                GatewayError::new(
+                    ErrorKind::Internal,
+                    format!("Could not build the provider URL: {err}."),
+                )
+            })?
+        }
+    };
     let mut out = Request::post(uri).body(Full::new(body)).map_err(|err| {
         GatewayError::new(
             ErrorKind::Internal,
@@ -611,7 +630,7 @@ fn set_headers(
 ) -> Result<(), GatewayError> {
     let anthropic = target.dialect() == Dialect::Anthropic;
     for (name, value) in req.headers() {
-        let dropped = REQUEST_HEADERS_DROPPED.contains(&name.as_str())
+        let dropped = dropped_request_header(name.as_str())
             || name.as_str().starts_with("x-tollgate-")
             || (!anthropic && name.as_str().starts_with("anthropic-"));
         if !dropped {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::Uri;
 
-use crate::Dialect;
+use crate::{Dialect, Endpoint};
 
 /// A provider credential. Its `Debug` and `Display` never show the key, so it cannot
 /// end up in a log line by accident.
@@ -57,8 +57,12 @@ impl std::error::Error for InvalidBaseUrl {}
 ///
 /// [`Upstream`](super::Upstream) reads it from the request extensions (routing and
 /// failover put it there) or uses its default target.
-#[derive(Clone, Debug)]
-pub struct Target {
+#[derive(Clone)]
+pub struct Target(Arc<Fields>);
+
+/// Behind one `Arc`: a target is cloned for every attempt.
+#[derive(Clone)]
+struct Fields {
     name: Arc<str>,
     base_url: Arc<str>,
     dialect: Dialect,
@@ -67,6 +71,29 @@ pub struct Target {
     /// valid header value, an error at request time).
     auth_value: Option<http::HeaderValue>,
     model: Option<Arc<str>>,
+    /// `{base_url}{endpoint path}` for each [`Endpoint`], parsed once.
+    endpoint_uris: [Option<Uri>; 3],
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.0.name)
+            .field("base_url", &self.0.base_url)
+            .field("dialect", &self.0.dialect)
+            .field("api_key", &self.0.api_key)
+            .field("model", &self.0.model)
+            .finish()
+    }
+}
+
+/// The position of `endpoint` in [`Fields::endpoint_uris`].
+fn endpoint_index(endpoint: Endpoint) -> usize {
+    match endpoint {
+        Endpoint::ChatCompletions => 0,
+        Endpoint::Embeddings => 1,
+        Endpoint::Messages => 2,
+    }
 }
 
 impl Target {
@@ -107,72 +134,86 @@ impl Target {
             (Some("http" | "https"), Some(_)) => {}
             _ => return Err(InvalidBaseUrl(base_url.to_owned())),
         }
-        Ok(Target {
+        let base_url = base_url.trim_end_matches('/');
+        let endpoint_uris = [
+            Endpoint::ChatCompletions,
+            Endpoint::Embeddings,
+            Endpoint::Messages,
+        ]
+        .map(|endpoint| format!("{base_url}{}", endpoint.path()).parse().ok());
+        Ok(Target(Arc::new(Fields {
             name: name.into(),
-            base_url: base_url.trim_end_matches('/').into(),
+            base_url: base_url.into(),
             dialect,
             api_key: None,
             auth_value: None,
             model: None,
-        })
+            endpoint_uris,
+        })))
     }
 
     /// Sets the credential sent to this target.
     pub fn with_api_key(mut self, key: ApiKey) -> Self {
-        let value = match self.dialect {
+        let fields = Arc::make_mut(&mut self.0);
+        let value = match fields.dialect {
             Dialect::OpenAi => http::HeaderValue::try_from(format!("Bearer {}", key.expose())),
             Dialect::Anthropic | Dialect::Gemini => http::HeaderValue::try_from(key.expose()),
         };
-        self.auth_value = value.ok().map(|mut value| {
+        fields.auth_value = value.ok().map(|mut value| {
             value.set_sensitive(true);
             value
         });
-        self.api_key = Some(key);
+        fields.api_key = Some(key);
         self
     }
 
     /// The value of the credential's header (`authorization: Bearer <key>`,
     /// `x-api-key` or `x-goog-api-key`), `None` when the key cannot be sent as one.
     pub(crate) fn auth_value(&self) -> Option<&http::HeaderValue> {
-        self.auth_value.as_ref()
+        self.0.auth_value.as_ref()
     }
 
     /// Sends this model name instead of the one the client asked for (a deployment
     /// name, or the name without a `provider/` prefix).
     pub fn with_model(mut self, model: impl Into<Arc<str>>) -> Self {
-        self.model = Some(model.into());
+        Arc::make_mut(&mut self.0).model = Some(model.into());
         self
     }
 
     /// The target's name, shown in `x-tollgate-target` and in errors.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The name as the shared string it is stored as (a reference count to copy, not
     /// the text).
     pub(crate) fn shared_name(&self) -> &Arc<str> {
-        &self.name
+        &self.0.name
     }
 
     /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        &self.0.base_url
+    }
+
+    /// `{base_url}{endpoint's path}`, parsed when the target was made.
+    pub(crate) fn endpoint_uri(&self, endpoint: Endpoint) -> Option<&Uri> {
+        self.0.endpoint_uris[endpoint_index(endpoint)].as_ref()
     }
 
     /// The dialect the target speaks.
     pub fn dialect(&self) -> Dialect {
-        self.dialect
+        self.0.dialect
     }
 
     /// The credential, if any.
     pub fn api_key(&self) -> Option<&ApiKey> {
-        self.api_key.as_ref()
+        self.0.api_key.as_ref()
     }
 
     /// The model name to send instead of the client's, if any.
     pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.0.model.as_deref()
     }
 }
 

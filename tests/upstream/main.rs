@@ -358,3 +358,28 @@ async fn model_rename_rewrites_only_the_model() {
     assert_eq!(sent["model"], "deployment-1");
     assert_eq!(sent["messages"], hello(false)["messages"]);
 }
+
+/// The provider URL is the target's base URL and the endpoint's path, with the client's
+/// query string when there is one (the URL without one is made once per target).
+#[tokio::test]
+async fn the_provider_url_keeps_the_base_path_and_the_query() {
+    let mock = MockServer::start().await.unwrap();
+    let target = Target::openai_compatible("mock", &mock.base_url()).unwrap();
+    let up = Upstream::new(target);
+    for (path, expected) in [
+        ("/v1/chat/completions", "/v1/chat/completions"),
+        (
+            "/v1/chat/completions?api-version=2024-10-21",
+            "/v1/chat/completions?api-version=2024-10-21",
+        ),
+    ] {
+        let body = hello(false);
+        let req = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        assert_eq!(call(&up, req).await.status(), 200);
+        let sent = mock.provider().requests().pop().unwrap();
+        assert_eq!(sent.uri.path_and_query().unwrap().as_str(), expected);
+    }
+}
