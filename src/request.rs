@@ -36,7 +36,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
@@ -245,8 +245,8 @@ impl LlmRequest {
             return Err(GatewayError::payload_too_large(limit));
         }
         let body = std::mem::take(req.body_mut());
-        let raw = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
+        let raw = match read_body(body, limit).await {
+            Ok(raw) => raw,
             Err(err)
                 if err
                     .downcast_ref::<http_body_util::LengthLimitError>()
@@ -392,6 +392,37 @@ impl fmt::Debug for LlmRequest {
             .field("bytes", &self.0.raw.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Reads a body to its end under `limit` bytes (over it, `Limited`'s error). A body in
+/// one frame, as most requests are, is kept as that frame's bytes: unlike `Collected`,
+/// no buffer list is allocated and nothing is copied.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BoxError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut whole = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.as_mut().frame().await {
+        // Trailers are dropped, as `Collected::to_bytes` drops them.
+        let Ok(mut data) = frame?.into_data() else {
+            continue;
+        };
+        let data = data.copy_to_bytes(data.remaining());
+        match &mut joined {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if whole.is_empty() => whole = data,
+            None if data.is_empty() => {}
+            None => {
+                let mut buf = BytesMut::from(&whole[..]);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or(whole, BytesMut::freeze))
 }
 
 fn not_json(err: serde_json::Error) -> GatewayError {
@@ -963,6 +994,40 @@ mod tests {
             let json = err.to_json(Dialect::OpenAi);
             assert_eq!(json["error"]["param"].as_str(), param, "{body}");
         }
+    }
+
+    /// A body that sends its frames one by one.
+    struct Frames(std::collections::VecDeque<http_body::Frame<Bytes>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_in_frames_is_joined_under_the_limit() {
+        let frames = |parts: &[&'static str]| {
+            let mut frames: std::collections::VecDeque<_> = parts
+                .iter()
+                .map(|p| http_body::Frame::data(Bytes::from_static(p.as_bytes())))
+                .collect();
+            frames.push_back(http_body::Frame::trailers(http::HeaderMap::new()));
+            Frames(frames)
+        };
+        let parts = ["", r#"{"model":"m","#, "", r#""messages":[]}"#];
+        let raw = read_body(frames(&parts), 100).await.unwrap();
+        assert_eq!(raw, parts.concat());
+        let one = read_body(frames(&["", "{}", ""]), 100).await.unwrap();
+        assert_eq!(one, "{}");
+        let err = read_body(frames(&parts), 20).await.unwrap_err();
+        assert!(err.is::<http_body_util::LengthLimitError>());
     }
 
     #[tokio::test]
