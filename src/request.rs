@@ -2,11 +2,11 @@
 //!
 //! The first layer that needs the JSON body calls [`LlmRequest::extract`]. It buffers
 //! the body under a limit (default 10 MiB; a larger `content-length` is refused with
-//! 413 before a byte of the body is read), parses it once, validates the fields the
+//! 413 before a byte of the body is read), checks it is JSON, validates the fields the
 //! gateway relies on, and stores the result in the request extensions. The body is put
 //! back as the same bytes, so inner services and a same-dialect upstream see exactly
 //! what the client sent (unknown fields survive). Every later caller gets the stored
-//! value: nothing parses a body twice.
+//! value; the JSON tree ([`LlmRequest::json`]) is built once, when a layer first asks.
 //!
 //! Put [`ParseLayer`] at the top of a stack to parse up front and answer malformed
 //! requests with a 400/413 in the client's dialect before any other work:
@@ -169,8 +169,9 @@ impl fmt::Debug for ParsedSlot {
 
 /// A parsed LLM API request. See the [module docs](crate::request).
 ///
-/// Cheap to clone (one `Arc`). The raw bytes are kept for byte-exact pass-through and
-/// the parsed JSON for translation, so no layer parses the body again.
+/// Cheap to clone (one `Arc`). The raw bytes are kept for byte-exact pass-through; the
+/// JSON tree ([`json`](LlmRequest::json)) is built the first time a layer asks for it
+/// (translation, a cache key) and kept, so no layer parses the body into a tree twice.
 #[derive(Clone)]
 pub struct LlmRequest(Arc<Inner>);
 
