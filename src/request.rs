@@ -187,9 +187,9 @@ struct Inner {
     /// The body as a `Value`, parsed only when asked for (see [`LlmRequest::json`]).
     json: OnceLock<Value>,
     raw: Bytes,
-    /// [`LlmRequest::estimated_input_tokens`], worked out on first use (rate limits,
-    /// budgets and the cost estimate all ask, and it walks the whole prompt).
-    input_estimate: OnceLock<u64>,
+    /// [`LlmRequest::estimated_input_tokens`], counted by the pass that checks the body
+    /// (it reads every string anyway; rate limits, budgets and prices all ask).
+    input_estimate: u64,
 }
 
 impl LlmRequest {
@@ -353,32 +353,7 @@ impl LlmRequest {
     /// plus a few tokens of framing per message), for reservations made before the
     /// provider reports the real count.
     pub fn estimated_input_tokens(&self) -> u64 {
-        *self
-            .0
-            .input_estimate
-            .get_or_init(|| self.estimate_input_tokens())
-    }
-
-    fn estimate_input_tokens(&self) -> u64 {
-        fn chars(v: &Value) -> u64 {
-            match v {
-                Value::String(s) => s.len() as u64,
-                Value::Array(items) => items.iter().map(chars).sum(),
-                Value::Object(map) => map.values().map(chars).sum(),
-                _ => 0,
-            }
-        }
-        let obj = self.json().as_object();
-        let field = |name: &str| obj.and_then(|o| o.get(name));
-        let text: u64 = ["messages", "system", "input", "tools"]
-            .iter()
-            .filter_map(|name| field(name))
-            .map(chars)
-            .sum();
-        let messages = field("messages")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len) as u64;
-        text.div_ceil(4) + 4 * messages
+        self.0.input_estimate
     }
 }
 
@@ -489,13 +464,14 @@ struct Fields {
     top_k: Option<Value>,
     seed: Option<Value>,
     n: Option<Value>,
-    messages: Option<Kind>,
-    input: Option<Kind>,
-    tools: Option<Kind>,
-    stop_sequences: Option<Kind>,
+    messages: Option<Shape>,
+    input: Option<Shape>,
+    tools: Option<Shape>,
+    stop_sequences: Option<Shape>,
+    system: Option<Shape>,
 }
 
-/// The JSON type of a value that is checked but not kept.
+/// The JSON type of a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Null,
@@ -505,14 +481,43 @@ enum Kind {
     Other,
 }
 
-impl Kind {
-    fn of(value: &Value) -> Kind {
+/// What the checking pass keeps of a value that is not kept: its JSON type and, for the
+/// prompt estimate, the bytes of text in it (its strings once unescaped, not its keys)
+/// and its number of items (an array's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    kind: Kind,
+    text: u64,
+    items: u64,
+}
+
+impl Shape {
+    const fn new(kind: Kind) -> Shape {
+        Shape {
+            kind,
+            text: 0,
+            items: 0,
+        }
+    }
+
+    /// The shape of a value already parsed.
+    fn of(value: &Value) -> Shape {
         match value {
-            Value::Null => Kind::Null,
-            Value::String(_) => Kind::String,
-            Value::Array(_) => Kind::Array,
-            Value::Object(_) => Kind::Object,
-            _ => Kind::Other,
+            Value::Null => Shape::new(Kind::Null),
+            Value::String(s) => Shape {
+                text: s.len() as u64,
+                ..Shape::new(Kind::String)
+            },
+            Value::Array(items) => Shape {
+                text: items.iter().map(|v| Shape::of(v).text).sum(),
+                items: items.len() as u64,
+                ..Shape::new(Kind::Array)
+            },
+            Value::Object(map) => Shape {
+                text: map.values().map(|v| Shape::of(v).text).sum(),
+                ..Shape::new(Kind::Object)
+            },
+            _ => Shape::new(Kind::Other),
         }
     }
 }
@@ -521,7 +526,7 @@ impl Fields {
     /// The fields of a body already parsed into a `Value`.
     fn of(obj: &serde_json::Map<String, Value>) -> Fields {
         let value = |name: &str| obj.get(name).cloned();
-        let kind = |name: &str| obj.get(name).map(Kind::of);
+        let shape = |name: &str| obj.get(name).map(Shape::of);
         Fields {
             model: value("model"),
             stream: value("stream"),
@@ -533,10 +538,11 @@ impl Fields {
             top_k: value("top_k"),
             seed: value("seed"),
             n: value("n"),
-            messages: kind("messages"),
-            input: kind("input"),
-            tools: kind("tools"),
-            stop_sequences: kind("stop_sequences"),
+            messages: shape("messages"),
+            input: shape("input"),
+            tools: shape("tools"),
+            stop_sequences: shape("stop_sequences"),
+            system: shape("system"),
         }
     }
 
@@ -554,14 +560,15 @@ impl Fields {
             "seed" => &mut self.seed,
             "n" => &mut self.n,
             _ => {
-                let kind = match key {
+                let shape = match key {
                     "messages" => &mut self.messages,
                     "input" => &mut self.input,
                     "tools" => &mut self.tools,
                     "stop_sequences" => &mut self.stop_sequences,
+                    "system" => &mut self.system,
                     _ => return map.next_value::<Checked>().map(drop),
                 };
-                *kind = Some(map.next_value::<Checked>()?.0);
+                *shape = Some(map.next_value::<Checked>()?.0);
                 return Ok(());
             }
         };
@@ -577,6 +584,7 @@ impl Fields {
         json: OnceLock<Value>,
         raw: Bytes,
     ) -> Result<LlmRequest, GatewayError> {
+        let input_estimate = self.input_estimate();
         let model = match self.model {
             Some(Value::String(model)) if !model.is_empty() => model,
             Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -589,13 +597,13 @@ impl Fields {
         };
         match endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages => require(
-                self.messages,
+                self.messages.map(|s| s.kind),
                 "messages",
                 |k| k == Kind::Array,
                 "an array of messages",
             )?,
             Endpoint::Embeddings => require(
-                self.input,
+                self.input.map(|s| s.kind),
                 "input",
                 |k| k == Kind::String || k == Kind::Array,
                 "a string or an array",
@@ -626,11 +634,11 @@ impl Fields {
             Some(n) => Some(n),
             None => optional(self.max_tokens.as_ref(), "max_tokens", Value::as_u64, count)?,
         };
-        for (field, kind) in [
+        for (field, shape) in [
             ("tools", self.tools),
             ("stop_sequences", self.stop_sequences),
         ] {
-            if !matches!(kind, None | Some(Kind::Null | Kind::Array)) {
+            if !matches!(shape.map(|s| s.kind), None | Some(Kind::Null | Kind::Array)) {
                 return Err(wrong_type(field, "an array"));
             }
         }
@@ -657,8 +665,16 @@ impl Fields {
             sampling,
             json,
             raw,
-            input_estimate: OnceLock::new(),
+            input_estimate,
         })))
+    }
+
+    /// About four bytes of text per token, plus a few tokens of framing per message.
+    fn input_estimate(&self) -> u64 {
+        let prompt = [self.messages, self.system, self.input, self.tools];
+        let text: u64 = prompt.iter().flatten().map(|s| s.text).sum();
+        let messages = self.messages.filter(|s| s.kind == Kind::Array);
+        text.div_ceil(4) + 4 * messages.map_or(0, |s| s.items)
     }
 }
 
@@ -672,14 +688,14 @@ impl<'de> Deserialize<'de> for TopLevel {
         let check = Check {
             fields: Some(&mut fields),
         };
-        let kind = deserializer.deserialize_any(check)?;
-        Ok(TopLevel((kind == Kind::Object).then_some(fields)))
+        let shape = deserializer.deserialize_any(check)?;
+        Ok(TopLevel((shape.kind == Kind::Object).then_some(fields)))
     }
 }
 
 /// Any JSON value, checked exactly as a [`Value`] would be and dropped: only its
-/// [`Kind`] is kept.
-struct Checked(Kind);
+/// [`Shape`] is kept.
+struct Checked(Shape);
 
 impl<'de> Deserialize<'de> for Checked {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -699,13 +715,14 @@ struct Check<'f> {
 }
 
 impl<'de> Visitor<'de> for Check<'_> {
-    type Value = Kind;
+    type Value = Shape;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let mut shape = Shape::new(Kind::Object);
         match self.fields {
             Some(fields) => {
                 while let Some(key) = map.next_key::<Key<'de>>()? {
@@ -714,40 +731,47 @@ impl<'de> Visitor<'de> for Check<'_> {
             }
             None => {
                 while map.next_key::<Key<'de>>()?.is_some() {
-                    map.next_value::<Checked>()?;
+                    shape.text += map.next_value::<Checked>()?.0.text;
                 }
             }
         }
-        Ok(Kind::Object)
+        Ok(shape)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Kind::Array)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        let mut shape = Shape::new(Kind::Array);
+        while let Some(item) = seq.next_element::<Checked>()? {
+            shape.text += item.0.text;
+            shape.items += 1;
+        }
+        Ok(shape)
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Kind, E> {
-        Ok(Kind::String)
+    fn visit_str<E>(self, s: &str) -> Result<Shape, E> {
+        Ok(Shape {
+            text: s.len() as u64,
+            ..Shape::new(Kind::String)
+        })
     }
 
-    fn visit_unit<E>(self) -> Result<Kind, E> {
-        Ok(Kind::Null)
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::new(Kind::Null))
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
-        Ok(Kind::Other)
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::new(Kind::Other))
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Kind, E> {
-        Ok(Kind::Other)
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::new(Kind::Other))
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Kind, E> {
-        Ok(Kind::Other)
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::new(Kind::Other))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
-        Ok(Kind::Other)
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::new(Kind::Other))
     }
 }
 
@@ -904,6 +928,8 @@ mod tests {
         let raw =
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream_options":null}"#;
         let parsed = LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(raw)).unwrap();
+        // "user" + "hi": 6 bytes, 2 tokens, plus 4 for the message; no `Value` needed.
+        assert_eq!(parsed.estimated_input_tokens(), 6);
         assert!(parsed.0.json.get().is_none());
         assert!(parsed.has_stream_options());
         let value: Value = serde_json::from_str(raw).unwrap();
@@ -912,6 +938,25 @@ mod tests {
         let bare = r#"{"model":"m","messages":[]}"#;
         let parsed = LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(bare)).unwrap();
         assert!(!parsed.has_stream_options());
+    }
+
+    /// The prompt estimate as it was worked out from the `Value`.
+    fn estimate_from_value(json: &Value) -> u64 {
+        fn chars(v: &Value) -> u64 {
+            match v {
+                Value::String(s) => s.len() as u64,
+                Value::Array(items) => items.iter().map(chars).sum(),
+                Value::Object(map) => map.values().map(chars).sum(),
+                _ => 0,
+            }
+        }
+        let text: u64 = ["messages", "system", "input", "tools"]
+            .iter()
+            .filter_map(|name| json.get(name))
+            .map(chars)
+            .sum();
+        let messages = json["messages"].as_array().map_or(0, Vec::len) as u64;
+        text.div_ceil(4) + 4 * messages
     }
 
     /// The one pass accepts and refuses what a `Value` does, with the same message,
@@ -932,6 +977,8 @@ mod tests {
             br#"{"model":"m","messages":[{"$serde_json::private::RawValue":"no"}]}"#.to_vec(),
             br#"{"$serde_json::private::RawValue":"{\"model\":\"m\",\"messages\":[]}"}"#.to_vec(),
             br#"{"model":"m","messages":[],"x":{"a":[1,-2,3.5,true,null,"s\n",{}]}}"#.to_vec(),
+            br#"{"model":"m","system":"be \"brief\"","messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9"}]}],"tools":[{"name":"t","parameters":{"a":1}}],"input":"xyz"}"#.to_vec(),
+            br#"{"model":"m","messages":[{"content":"long text here"}],"messages":[]}"#.to_vec(),
             b"[1,2".to_vec(),
             b"[1,2]".to_vec(),
             b"  ".to_vec(),
@@ -944,6 +991,8 @@ mod tests {
                     let parsed = parsed.expect(&shown);
                     assert_eq!(Some(parsed.model()), value["model"].as_str(), "{shown}");
                     assert_eq!(parsed.json(), &value, "{shown}");
+                    let estimate = estimate_from_value(&value);
+                    assert_eq!(parsed.estimated_input_tokens(), estimate, "{shown}");
                 }
                 Ok(_) => {
                     let err = parsed.unwrap_err().to_json(Dialect::OpenAi);
