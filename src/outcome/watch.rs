@@ -1,14 +1,17 @@
 //! Reading usage off a response as it streams by, per dialect.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 use bytes::{Bytes, BytesMut};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::Usage;
 use crate::providers::openai::WireUsage;
-use crate::providers::wire::{chars, Few, Str};
+use crate::providers::wire::{self, chars, CharCount, Few, Str};
 use crate::providers::{self, FinishReason, Part, StreamDecoder, StreamEvent};
 use crate::sse::{Decoder, Event};
 use crate::Dialect;
@@ -210,18 +213,13 @@ impl Seen {
     /// What a whole OpenAI answer says, or `None` when it is not one (malformed JSON,
     /// or fields of unexpected types, which the observer would skip as well).
     pub(crate) fn of_openai_json(body: &[u8]) -> Option<Seen> {
-        let parsed = serde_json::from_slice::<JsonBody<'_>>(body).ok()?;
-        let mut seen = Seen::default();
-        for choice in parsed.choices {
-            if let Some(content) = choice.message.and_then(|m| m.content) {
-                seen.output_chars += content.chars().count() as u64;
-            }
-            if let Some(reason) = choice.finish_reason {
-                seen.finish_reason = Some(reason.0.into_owned());
-            }
-        }
-        seen.usage = parsed.usage.map(Usage::from);
-        Some(seen)
+        let parsed = wire::from_slice::<JsonBody<'_>>(body).ok()?;
+        Some(Seen {
+            usage: parsed.usage.map(Usage::from),
+            output_chars: parsed.choices.output_chars,
+            finish_reason: parsed.choices.finish_reason.map(|r| r.0.into_owned()),
+            terminal: false,
+        })
     }
 }
 
@@ -299,32 +297,112 @@ fn on_openai_chunk(data: &str, seen: &mut Seen) -> bool {
     }
 }
 
-/// A whole OpenAI answer: strings borrowed from the body (copied only when they hold
-/// escapes). `choices` stays a `Vec`: unlike `Few`, it refuses `null` as before.
+/// A whole OpenAI answer, read in one pass that also checks it is JSON (a malformed
+/// answer becomes a 502 upstream). Nothing is allocated: the choices are summed as
+/// they go by and the finish reason is borrowed from the body.
 #[derive(Deserialize)]
 struct JsonBody<'a> {
     #[serde(default)]
     usage: Option<WireUsage>,
     #[serde(default, borrow)]
-    choices: Vec<JsonChoice<'a>>,
+    choices: JsonChoices<'a>,
+}
+
+/// What the choices say together: their text's characters, and the last finish reason.
+/// Read with `deserialize_seq`, so `null` is refused as a `Vec` would refuse it.
+#[derive(Default)]
+struct JsonChoices<'a> {
+    output_chars: u64,
+    finish_reason: Option<Str<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonChoices<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<JsonChoices<'a>>);
+        impl<'de> Visitor<'de> for V<'de> {
+            type Value = JsonChoices<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = JsonChoices::default();
+                while let Some(choice) = seq.next_element::<JsonChoice<'de>>()? {
+                    let content = choice.message.and_then(|m| m.content);
+                    all.output_chars += content.map_or(0, |c| c.0);
+                    if choice.finish_reason.is_some() {
+                        all.finish_reason = choice.finish_reason;
+                    }
+                }
+                Ok(all)
+            }
+        }
+        deserializer.deserialize_seq(V(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
 struct JsonChoice<'a> {
-    #[serde(default, borrow)]
-    message: Option<JsonMessage<'a>>,
+    #[serde(default)]
+    message: Option<JsonMessage>,
     #[serde(default, borrow)]
     finish_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
-struct JsonMessage<'a> {
-    #[serde(default, borrow)]
-    content: Option<Str<'a>>,
+struct JsonMessage {
+    #[serde(default)]
+    content: Option<CharCount>,
 }
 
 fn on_json_body(body: &[u8], seen: &mut Seen) {
     if let Some(read) = Seen::of_openai_json(body) {
         *seen = read;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_answer_is_read_in_one_pass() {
+        let answer = br#"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"caf\u00e9 \"q\"","refusal":null,"role":"assistant"}},{"finish_reason":"length","message":{"content":"ab"}},{"message":null},{"message":{"content":null},"finish_reason":null}],"created":1,"id":"x","usage":{"completion_tokens":5,"prompt_tokens":2,"prompt_tokens_details":{"cached_tokens":1},"total_tokens":7}}"#;
+        let seen = Seen::of_openai_json(answer).unwrap();
+        // `café "q"` is 8 characters once unescaped, `ab` 2.
+        assert_eq!(seen.output_chars, 10);
+        assert_eq!(seen.finish_reason.as_deref(), Some("length"));
+        assert_eq!(seen.usage, Some(Usage::new(2, 5).with_cached(1)));
+        let empty = Seen::of_openai_json(b"{}").unwrap();
+        assert_eq!((empty.usage, empty.output_chars), (None, 0));
+    }
+
+    #[test]
+    fn what_is_not_an_openai_answer_is_not_read() {
+        let bodies: [&[u8]; 7] = [
+            br#"{"choices":[{"message":{"content":"cut"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":1}} trailing"#,
+            br#"{"choices":null}"#,
+            br#"{"choices":[{"message":{"content":5}}]}"#,
+            br#"{"choices":[],"choices":[]}"#,
+            b"{\"choices\":[{\"message\":{\"content\":\"\xff\"}}]}",
+            b"[1]",
+        ];
+        for body in bodies {
+            assert!(
+                Seen::of_openai_json(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_skipped_string_is_read_as_before() {
+        // serde_json does not check the UTF-8 of strings it skips: such a body is read
+        // byte by byte, as before the whole-body UTF-8 check.
+        let mut body = br#"{"id":""#.to_vec();
+        body.push(0xff);
+        body.extend_from_slice(br#"","choices":[{"message":{"content":"hi"}}]}"#);
+        assert_eq!(Seen::of_openai_json(&body).unwrap().output_chars, 2);
     }
 }

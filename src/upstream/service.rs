@@ -527,8 +527,7 @@ fn build_request(
     target: &Target,
     add_usage: bool,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let splice =
-        add_usage && target.model().is_none() && llm.json().get("stream_options").is_none();
+    let splice = add_usage && target.model().is_none() && !llm.has_stream_options();
     let body = if splice {
         // Insert the field after the opening brace: every other byte stays the client's.
         let raw = llm.raw();
