@@ -375,7 +375,8 @@ where
     S::Future: Send + 'static,
     S::Error: fmt::Display,
 {
-    let secret = target.api_key().map(|k| k.expose().to_owned());
+    // A reference count, not a copy of the key: it is only read to redact an error.
+    let secret = target.api_key().cloned();
     let mut req = Request::from_parts(parts, Body::from(body.clone()));
     req.extensions_mut().insert::<Target>(target);
     let channel = candidate.channel.clone();
@@ -390,7 +391,7 @@ where
         };
         drop(in_flight);
         let redact_key =
-            |text: &str| redact(text, &secret.as_deref().into_iter().collect::<Vec<_>>());
+            |text: &str| redact(text, &secret.iter().map(|k| k.expose()).collect::<Vec<_>>());
         let id = channel.inner.id.clone();
         match result {
             Err(limit) => {

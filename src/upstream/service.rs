@@ -332,8 +332,11 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
     let (mut parts, body) = res.into_parts();
     let body = IdleTimeoutBody::new(body, shared.idle_timeout);
     filter_response_headers(&mut parts.headers);
-    if let Ok(value) = HeaderValue::from_str(&name) {
-        parts.headers.insert(X_TOLLGATE_TARGET, value);
+    // Room for this header and the three the layers above add (fail-over's two, the
+    // cache's): one growth of the map instead of two.
+    parts.headers.reserve(4);
+    if let Some(value) = target.name_value() {
+        parts.headers.insert(X_TOLLGATE_TARGET, value.clone());
     }
 
     if !parts.status.is_success() {

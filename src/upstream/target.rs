@@ -73,6 +73,8 @@ struct Fields {
     model: Option<Arc<str>>,
     /// `{base_url}{endpoint path}` for each [`Endpoint`], parsed once.
     endpoint_uris: [Option<Uri>; 3],
+    /// The name as an `x-tollgate-target` value, made once (`None`: not a valid value).
+    name_value: Option<http::HeaderValue>,
 }
 
 impl fmt::Debug for Target {
@@ -141,8 +143,10 @@ impl Target {
             Endpoint::Messages,
         ]
         .map(|endpoint| format!("{base_url}{}", endpoint.path()).parse().ok());
+        let name: Arc<str> = name.into();
         Ok(Target(Arc::new(Fields {
-            name: name.into(),
+            name_value: http::HeaderValue::from_str(&name).ok(),
+            name,
             base_url: base_url.into(),
             dialect,
             api_key: None,
@@ -183,6 +187,11 @@ impl Target {
     /// The target's name, shown in `x-tollgate-target` and in errors.
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// The name as a header value (`x-tollgate-target`), `None` when it cannot be one.
+    pub(crate) fn name_value(&self) -> Option<&http::HeaderValue> {
+        self.0.name_value.as_ref()
     }
 
     /// The name as the shared string it is stored as (a reference count to copy, not
