@@ -119,14 +119,10 @@ use tollgate::upstream::{Target, Upstream};
 use tollgate::{Dialect, Endpoint};
 use tower::ServiceBuilder;
 use tower::ServiceExt as _;
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
-use tower_http::trace::{
-    DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, Trace, TraceLayer,
-};
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
@@ -1309,27 +1305,12 @@ fn router(shared: &Shared, current: Arc<ArcSwap<Generation>>, ready: Arc<AtomicB
 }
 
 /// The layers every request crosses, outside the router: request ids, sensitive
-/// headers, the request span and the access log. Built once and cloned per connection;
+/// headers, and the access log with the request span. Built once and cloned per connection;
 /// `Router::layer` would instead wrap each layer in a boxed route, cloned and called
 /// through a box (one allocation for the service and one for the future, per layer) on
 /// every request.
-type Stack = SetRequestId<
-    PropagateRequestId<
-        SetSensitiveRequestHeaders<
-            Trace<
-                AccessLog,
-                SharedClassifier<ServerErrorsAsFailures>,
-                RequestSpan,
-                DefaultOnRequest,
-                DefaultOnResponse,
-                DefaultOnBodyChunk,
-                DefaultOnEos,
-                (),
-            >,
-        >,
-    >,
-    MakeRequestUuid,
->;
+type Stack =
+    SetRequestId<PropagateRequestId<SetSensitiveRequestHeaders<AccessLog>>, MakeRequestUuid>;
 
 fn stack(app: Router, llm: Reloading, drain: Drain) -> Stack {
     let x_request_id = HeaderName::from_static("x-request-id");
@@ -1345,13 +1326,6 @@ fn stack(app: Router, llm: Reloading, drain: Drain) -> Stack {
             HeaderName::from_static("x-api-key"),
             HeaderName::from_static("x-goog-api-key"),
         ]))
-        // One span per request, carrying its id; the access log line is written
-        // inside it (also as JSON with TOLLGATE_LOG_FORMAT=json).
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(RequestSpan)
-                .on_failure(()),
-        )
         .service(AccessLog {
             inner: app,
             llm: PostOnly(llm),
@@ -1359,24 +1333,21 @@ fn stack(app: Router, llm: Reloading, drain: Drain) -> Stack {
         })
 }
 
-/// The request span: method, path and request id.
-#[derive(Clone, Copy)]
-struct RequestSpan;
-
-impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, req: &http::Request<B>) -> tracing::Span {
-        // The fields are read only when the span is enabled.
-        tracing::info_span!(
-            "request",
-            method = %req.method(),
-            path = req.uri().path(),
-            request_id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-        )
-    }
+/// The request span: method, path and request id. `None` when no subscriber wants it
+/// (then nothing enters it, per poll or per frame).
+fn request_span(req: &Request) -> Option<tracing::Span> {
+    // The fields are read only when the span is enabled.
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = req.uri().path(),
+        request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+    );
+    (!span.is_disabled()).then_some(span)
 }
 
 /// Makes the service of each accepted connection: the [`Stack`], and the peer's
@@ -1546,6 +1517,12 @@ async fn attempt(
 /// is never read): the model comes from the response's `LoggedModel`. It logs no
 /// header, so no credential. A hand-written service (not `from_fn`, which boxes the
 /// inner service and the future on every request).
+///
+/// It also holds the request span (method, path, request id), entered while the
+/// request's future and its answer's body are polled, so every line a request logs,
+/// the access line included, carries its id (also as JSON with
+/// `TOLLGATE_LOG_FORMAT=json`). When no subscriber enables the span, nothing is
+/// entered and no clock is read for it.
 #[derive(Clone)]
 struct AccessLog {
     inner: Router,
@@ -1573,13 +1550,17 @@ impl tower::Service<Request> for AccessLog {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let span = request_span(&req);
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let inner = if LLM_PATHS.contains(&path.as_str()) {
             Answer::Llm(self.llm.call(req))
         } else {
             Answer::Routed(self.inner.call(req))
         };
+        drop(_entered);
         AccessLogFuture {
             inner,
+            span,
             pending: Some(Logged {
                 started,
                 method,
@@ -1622,6 +1603,7 @@ impl std::future::Future for Answer {
 struct AccessLogFuture {
     #[pin]
     inner: Answer,
+    span: Option<tracing::Span>,
     pending: Option<Logged>,
 }
 
@@ -1630,6 +1612,7 @@ impl std::future::Future for AccessLogFuture {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
         let res = std::task::ready!(this.inner.poll(cx))?;
         let Logged {
             started,
@@ -1662,7 +1645,7 @@ impl std::future::Future for AccessLogFuture {
             });
         }
         Poll::Ready(Ok(res.map(|body| {
-            axum::body::Body::new(CutOff::new(body, drain.cut.clone()))
+            axum::body::Body::new(CutOff::new(body, drain.cut.clone(), this.span.clone()))
         })))
     }
 }
@@ -1715,15 +1698,23 @@ struct CutOff {
     #[pin]
     inner: tollgate::Body,
     cut: tokio::sync::watch::Receiver<bool>,
+    /// The request span, entered while a frame is polled: the outcome's callbacks (the
+    /// access line) run there.
+    span: Option<tracing::Span>,
     /// Made on the first `Pending` only: whole answers never allocate it.
     waiting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl CutOff {
-    fn new(inner: tollgate::Body, cut: tokio::sync::watch::Receiver<bool>) -> Self {
+    fn new(
+        inner: tollgate::Body,
+        cut: tokio::sync::watch::Receiver<bool>,
+        span: Option<tracing::Span>,
+    ) -> Self {
         CutOff {
             inner,
             cut,
+            span,
             waiting: None,
         }
     }
@@ -1738,6 +1729,7 @@ impl http_body::Body for CutOff {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, tollgate::BoxError>>> {
         let this = self.project();
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
         let cut_off = || Poll::Ready(Some(Err("cut at the shutdown deadline".into())));
         if *this.cut.borrow() {
             return cut_off();
