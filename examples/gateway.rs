@@ -752,10 +752,19 @@ impl Generation {
         // max_parallel), and on the client address.
         // Answers stay `tollgate::Body` down here: each conversion to axum's body and
         // back is a box per answer. The outermost layer converts once.
+        // Layers with nothing to do are left out rather than run idle on every request:
+        // no limit can apply without authentication (per-key limits) or a configured
+        // one, and the GenAI span needs a subscriber that records it (the log filter and
+        // the OpenTelemetry layer are set once, at start).
+        let limited = shared.auth.is_some()
+            || config.limits.client.is_some()
+            || config.limits.global.is_some()
+            || !config.limits.models.is_empty();
+        let gen_ai_spans = tracing::enabled!(target: "tollgate::telemetry", tracing::Level::INFO);
         let inner = ServiceBuilder::new()
             // One GenAI span per request (after auth: it parses the body).
-            .layer(GenAiSpanLayer::new())
-            .layer(rate_limits)
+            .option_layer(gen_ai_spans.then(GenAiSpanLayer::new))
+            .option_layer(limited.then_some(rate_limits))
             .layer(
                 MeteringLayer::new(shared.ledger.clone())
                     .accounts(shared.accounts.clone())
