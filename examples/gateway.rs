@@ -747,7 +747,6 @@ impl Generation {
             .layer(RoutingLayer::new(router.clone()))
             .layer(FailoverLayer::new().revisit(false))
             .service_fn(move |req: http::Request<tollgate::Body>| attempt(upstream.clone(), req));
-        let routed = tower::util::BoxCloneSyncService::new(routed);
         // Rate limits key on the Principal the auth layer writes (per-key rpm, tpm,
         // max_parallel), and on the client address.
         // Answers stay `tollgate::Body` down here: each conversion to axum's body and
@@ -1484,18 +1483,20 @@ where
 #[derive(Clone)]
 struct LoggedModel(LlmRequest);
 
-/// The routed stack below the cache: routing, fail-over and the upstream client.
-type Routed = tower::util::BoxCloneSyncService<
-    http::Request<tollgate::Body>,
-    http::Response<tollgate::Body>,
-    Infallible,
->;
-
 /// Sends a parsed request down the routed stack, and notes its model for the access log.
-async fn dispatch(
-    routed: Routed,
+/// `routed` is the stack below the cache (routing, fail-over, the upstream client), by
+/// value: a box would cost an allocation per request.
+async fn dispatch<S>(
+    routed: S,
     mut req: http::Request<tollgate::Body>,
-) -> Result<http::Response<tollgate::Body>, Infallible> {
+) -> Result<http::Response<tollgate::Body>, Infallible>
+where
+    S: tower::Service<
+        http::Request<tollgate::Body>,
+        Response = http::Response<tollgate::Body>,
+        Error = Infallible,
+    >,
+{
     let llm = match LlmRequest::extract(&mut req).await {
         Ok(llm) => llm,
         Err(err) => return Ok(err.to_response(Dialect::from_path(req.uri().path()))),
