@@ -807,13 +807,17 @@ impl Generation {
             ),
             None => tower::util::Either::Right(inner),
         };
-        // Metrics outermost, so refused requests count too.
-        let body_limit = BodyLimit(config.body_limit);
+        // Metrics outermost, so refused requests count too. The body limit goes into
+        // the request only when it is not the default `LlmRequest::extract` applies.
+        let body_limit = (config.body_limit != tollgate::request::DEFAULT_BODY_LIMIT)
+            .then_some(BodyLimit(config.body_limit));
         let llm = LlmService::new(
             ServiceBuilder::new()
                 .layer(MetricsLayer::new(shared.metrics.clone()).prices(prices))
                 .map_request(move |mut req: Request| {
-                    req.extensions_mut().insert(body_limit);
+                    if let Some(limit) = body_limit {
+                        req.extensions_mut().insert(limit);
+                    }
                     req
                 })
                 .service(inner),

@@ -256,6 +256,7 @@ where
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64),
                 requested_model: llm.model().to_owned(),
+                requested_price: price.copied(),
                 served: res.extensions().get::<ServedBy>().cloned(),
                 payer,
                 cache_hit: res
@@ -305,6 +306,8 @@ struct Pending {
     id: String,
     time_ms: i64,
     requested_model: String,
+    /// The requested model's price, looked up when the request came in.
+    requested_price: Option<super::Price>,
     served: Option<ServedBy>,
     payer: Payer,
     cache_hit: bool,
@@ -374,12 +377,12 @@ impl Pending {
         };
         let usage = report.usage.unwrap_or_default();
         let completion_tokens = report.completion_tokens();
-        let price = prices.get(&model).or_else(|| {
-            // Looked up again only when the served model is another name.
-            (model != self.requested_model)
-                .then(|| prices.get(&self.requested_model))
-                .flatten()
-        });
+        // The served model's price, else the requested one's (looked up on the way in).
+        let price = if model == self.requested_model {
+            self.requested_price
+        } else {
+            prices.get(&model).copied().or(self.requested_price)
+        };
         if price.is_none() {
             warn_unpriced(&model);
         }
