@@ -16,16 +16,6 @@ pub(crate) async fn open_sqlite(
     what: &str,
     schema: &[&str],
 ) -> Result<SqlitePool, String> {
-    open_sqlite_pool(path, what, schema, 4).await
-}
-
-/// [`open_sqlite`] with at most `connections` connections.
-pub(crate) async fn open_sqlite_pool(
-    path: &Path,
-    what: &str,
-    schema: &[&str],
-    connections: u32,
-) -> Result<SqlitePool, String> {
     let fail = |step: &str, e: &dyn std::fmt::Display| {
         format!(
             "cannot {step} the {what} at {}: {e}; check that the directory exists and is writable (TOLLGATE_DB)",
@@ -40,7 +30,7 @@ pub(crate) async fn open_sqlite_pool(
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()
-        .max_connections(connections)
+        .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
