@@ -6,9 +6,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::QueryBuilder;
 
-use super::sql::{end_kind, int, LedgerError, COLUMNS};
+use super::sql::{end_kind, insert_sql, int, LedgerError};
 use super::writer::{Inserted, Store, Writer};
 use super::UsageRecord;
 
@@ -157,30 +156,6 @@ async fn insert_chunk(
     }
     query.execute(conn).await?;
     Ok(())
-}
-
-/// The text of the insert of `rows` rows (a power of two up to 64, as `chunks`
-/// cuts batches), written once per size: formatting the placeholders of every
-/// batch cost more than binding its values.
-fn insert_sql(rows: usize) -> &'static str {
-    static SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
-    assert!(
-        rows.is_power_of_two() && rows <= 64,
-        "chunks of 1, 2, 4, ... 64 rows"
-    );
-    SQL[rows.trailing_zeros() as usize].get_or_init(|| {
-        let columns = COLUMNS.split(',').count();
-        let mut sql =
-            QueryBuilder::<sqlx::Postgres>::new(format!("INSERT INTO usage_records ({COLUMNS}) "));
-        // The placeholders only: the values are bound to each batch's query.
-        sql.push_values(0..rows, |mut row, _| {
-            for _ in 0..columns {
-                row.push_bind(0_i64);
-            }
-        });
-        sql.push(" ON CONFLICT DO NOTHING");
-        sql.sql().to_owned()
-    })
 }
 
 mod queries {

@@ -73,6 +73,34 @@ pub(super) fn chunks<T>(mut batch: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// The insert of `rows` records (a power of two up to 64, as [`chunks`] cuts batches),
+/// written once per size, for SQLite and PostgreSQL alike: numbered placeholders
+/// (`$1`, `$2`, ...) and `ON CONFLICT DO NOTHING` (a replayed record is a no-op) read
+/// the same in both. Formatting the placeholders of every batch cost more than binding
+/// its values.
+pub(super) fn insert_sql(rows: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
+    assert!(
+        rows.is_power_of_two() && rows <= 64,
+        "chunks of 1, 2, 4, ... 64 rows"
+    );
+    SQL[rows.trailing_zeros() as usize].get_or_init(|| {
+        let columns = COLUMNS.split(',').count();
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let placeholders: Vec<String> = (1..=columns)
+                    .map(|column| format!("${}", row * columns + column))
+                    .collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO usage_records ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        )
+    })
+}
+
 pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

@@ -3,12 +3,12 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
 
-use super::sql::{chunks, end_kind, int, LedgerError, COLUMNS};
+use super::sql::{chunks, end_kind, insert_sql, int, LedgerError};
 use super::writer::{Inserted, Store, Writer};
 use super::UsageRecord;
 use crate::BoxError;
@@ -202,21 +202,6 @@ fn insert(conn: &Mutex<rusqlite::Connection>, batch: &[UsageRecord]) -> Result<(
     }
     tx.commit()?;
     Ok(())
-}
-
-/// The text of the insert of `rows` rows (a power of two up to 64, as `chunks` cuts
-/// batches), written once per size. `OR IGNORE`: a replayed record is a no-op.
-fn insert_sql(rows: usize) -> &'static str {
-    static SQL: [OnceLock<String>; 7] = [const { OnceLock::new() }; 7];
-    assert!(
-        rows.is_power_of_two() && rows <= 64,
-        "chunks of 1, 2, 4, ... 64 rows"
-    );
-    SQL[rows.trailing_zeros() as usize].get_or_init(|| {
-        let row = format!("({})", vec!["?"; COLUMNS.split(',').count()].join(", "));
-        let rows = vec![row.as_str(); rows].join(", ");
-        format!("INSERT OR IGNORE INTO usage_records ({COLUMNS}) VALUES {rows}")
-    })
 }
 
 #[cfg(test)]
