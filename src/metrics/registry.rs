@@ -131,7 +131,8 @@ struct Inner {
     /// under its own lock). Bounded like the labels it is keyed by.
     series: RwLock<hashbrown::HashMap<SeriesKey, Arc<Series>>>,
     /// The in-flight gauge of each route (a handful of static names).
-    in_flight: RwLock<Vec<(&'static str, prometheus_client::metrics::gauge::Gauge)>>,
+    in_flight:
+        RwLock<hashbrown::HashMap<&'static str, Arc<prometheus_client::metrics::gauge::Gauge>>>,
     /// The cache lookup counters, made on first use: hit, miss, bypass.
     cache: [std::sync::OnceLock<Counter>; 3],
     /// Bounded like the labels: models are capped, providers are configured.
@@ -258,7 +259,7 @@ impl Registry {
                 families,
                 labels: RwLock::new(hashbrown::HashMap::new()),
                 series: RwLock::new(hashbrown::HashMap::new()),
-                in_flight: RwLock::new(Vec::new()),
+                in_flight: RwLock::new(hashbrown::HashMap::new()),
                 cache: Default::default(),
                 token_series: RwLock::new(hashbrown::HashMap::new()),
                 models: std::sync::atomic::AtomicUsize::new(0),
@@ -381,35 +382,13 @@ impl Registry {
 
     /// Counts one request in flight on `route` until the guard is dropped.
     pub(crate) fn in_flight(&self, route: &'static str) -> InFlight {
-        let find = |gauges: &[(&'static str, prometheus_client::metrics::gauge::Gauge)]| {
-            gauges
-                .iter()
-                .find(|(r, _)| std::ptr::eq(*r, route) || *r == route)
-                .map(|(_, gauge)| gauge.clone())
-        };
-        let known = find(
-            &self
-                .inner
+        let gauge = cached(&self.inner.in_flight, route, |route| {
+            self.inner
+                .families
                 .in_flight
-                .read()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        let gauge = known.unwrap_or_else(|| {
-            let mut gauges = self
-                .inner
-                .in_flight
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            find(&gauges).unwrap_or_else(|| {
-                let gauge = self
-                    .inner
-                    .families
-                    .in_flight
-                    .get_or_create_owned(&RouteLabels { route });
-                gauges.push((route, gauge.clone()));
-                gauge
-            })
+                .get_or_create_owned(&RouteLabels { route })
         });
+        let gauge = (*gauge).clone();
         gauge.inc();
         InFlight(gauge)
     }
