@@ -652,7 +652,7 @@ fn set_headers(
     if target.api_key().is_some() {
         let name = match target.dialect() {
             Dialect::OpenAi => header::AUTHORIZATION,
-            Dialect::Anthropic => HeaderName::from_static("x-api-key"),
+            Dialect::Anthropic => crate::header_names::X_API_KEY,
             Dialect::Gemini => HeaderName::from_static("x-goog-api-key"),
         };
         // Made once with the target (sensitive), not formatted per request.
