@@ -9,8 +9,10 @@
 //! ```
 
 // The example gateway's allocator (mimalloc), so the bench compares like with like.
+#[path = "../examples/common/allocator.rs"]
+mod allocator;
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 use std::{convert::Infallible, sync::Arc};
 

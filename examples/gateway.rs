@@ -71,8 +71,10 @@
 // system allocator malloc and free were a fifth of its instructions (benches/README.md).
 // The raw proxy of the end-to-end bench uses it too, so the ratio compares like with
 // like. Embedders choose their own allocator: the library sets none.
+#[path = "common/allocator.rs"]
+mod allocator;
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 use std::convert::Infallible;
 use std::future::IntoFuture as _;

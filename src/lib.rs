@@ -41,6 +41,7 @@
 //!
 //! The core (request parsing, outcome, errors, SSE) needs no feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 mod body;
 #[cfg(feature = "sqlite")]
