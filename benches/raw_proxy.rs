@@ -8,9 +8,12 @@
 //!     cargo run --release --features full --example raw_proxy
 //! ```
 
-// The example gateway's allocator (mimalloc), so the bench compares like with like.
+// The example gateway's allocator (mimalloc) and runtime, so the bench compares like
+// with like.
 #[path = "../examples/common/allocator.rs"]
 mod allocator;
+#[path = "../examples/common/runtime.rs"]
+mod runtime;
 #[global_allocator]
 static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
@@ -62,8 +65,11 @@ async fn forward(
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
+    runtime::runtime()?.block_on(run())
+}
+
+async fn run() -> Result<(), BoxError> {
     let listen = std::env::var("RAW_PROXY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8081".into());
     let upstream: Uri = std::env::var("RAW_PROXY_UPSTREAM")
         .unwrap_or_else(|_| "http://127.0.0.1:9090".into())

@@ -73,6 +73,8 @@
 // like. Embedders choose their own allocator: the library sets none.
 #[path = "common/allocator.rs"]
 mod allocator;
+#[path = "common/runtime.rs"]
+mod runtime;
 #[global_allocator]
 static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
@@ -130,8 +132,11 @@ use tracing_subscriber::EnvFilter;
 
 type BoxError = Box<dyn std::error::Error>;
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
+    runtime::runtime()?.block_on(run())
+}
+
+async fn run() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [] => {}
