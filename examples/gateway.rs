@@ -78,6 +78,7 @@ mod runtime;
 #[global_allocator]
 static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
@@ -1570,10 +1571,15 @@ impl tower::Service<Request> for AccessLog {
     fn call(&mut self, req: Request) -> AccessLogFuture {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // The LLM paths are kept as the constants they equal: no copy per request.
+        let llm_path = LLM_PATHS.iter().find(|p| **p == req.uri().path());
+        let path = match llm_path {
+            Some(path) => Cow::Borrowed(*path),
+            None => Cow::Owned(req.uri().path().to_owned()),
+        };
         let span = request_span(&req);
         let _entered = span.as_ref().map(tracing::Span::enter);
-        let inner = if LLM_PATHS.contains(&path.as_str()) {
+        let inner = if llm_path.is_some() {
             Answer::Llm(self.llm.call(req))
         } else {
             Answer::Routed(self.inner.call(req))
@@ -1596,7 +1602,7 @@ impl tower::Service<Request> for AccessLog {
 struct Logged {
     started: Instant,
     method: http::Method,
-    path: String,
+    path: Cow<'static, str>,
     drain: Arc<Drain>,
 }
 
@@ -1653,7 +1659,7 @@ impl std::future::Future for AccessLogFuture {
                 let usage = report.usage.unwrap_or_default();
                 tracing::info!(
                     %method,
-                    path,
+                    path = &*path,
                     model = model.as_ref().map_or("-", |m| m.0.model()),
                     status = report.status.as_u16(),
                     latency_ms = report.elapsed.as_secs_f64() * 1e3,

@@ -378,7 +378,14 @@ where
     // A reference count, not a copy of the key: it is only read to redact an error.
     let secret = target.api_key().cloned();
     let mut req = Request::from_parts(parts, Body::from(body.clone()));
-    req.extensions_mut().insert::<Target>(target);
+    // Routing left the first candidate's target here: overwritten in place rather
+    // than boxed into the map again.
+    match req.extensions_mut().get_mut::<Target>() {
+        Some(slot) => *slot = target,
+        None => {
+            req.extensions_mut().insert(target);
+        }
+    }
     let channel = candidate.channel.clone();
     let config = config.clone();
     let in_flight = channel.start(key);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -577,22 +577,10 @@ fn build_request(
                 uri.push('?');
                 uri.push_str(query);
             }
-            uri.parse().map_err(|err| {
-                GatewayError::new(
-                    ErrorKind::Internal,
-                    format!("Could not build the provider URL: {err}."),
-                )
-            })?
+            provider_uri(uri)?
         }
     };
-    let mut out = Request::post(uri).body(Full::new(body)).map_err(|err| {
-        GatewayError::new(
-            ErrorKind::Internal,
-            format!("Could not build the provider request: {err}."),
-        )
-    })?;
-    set_headers(req, out.headers_mut(), target)?;
-    Ok(out)
+    post(req, target, uri, body)
 }
 
 /// Translates the client's request into the target's dialect.
@@ -612,14 +600,35 @@ fn build_translated(
         Dialect::Gemini => providers::gemini::path(&canonical.model, canonical.stream),
     };
     let body = Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"));
-    let uri = format!("{}{}", target.base_url(), path);
-    let mut out = Request::post(uri).body(Full::new(body)).map_err(|err| {
+    let uri = provider_uri(format!("{}{}", target.base_url(), path))?;
+    post(req, target, uri, body)
+}
+
+fn provider_uri(uri: String) -> Result<Uri, GatewayError> {
+    uri.parse().map_err(|err| {
         GatewayError::new(
             ErrorKind::Internal,
-            format!("Could not build the provider request: {err}."),
+            format!("Could not build the provider URL: {err}."),
         )
-    })?;
-    set_headers(req, out.headers_mut(), target)?;
+    })
+}
+
+/// The request to the provider: `body` posted to `uri`, with the headers [`set_headers`]
+/// keeps and sets. Built in place rather than through `Request::builder`, which moves
+/// its parts through a `Result` at each step; the header map is sized for the client's
+/// headers plus the two the upstream sets, so it never grows.
+fn post(
+    req: &Request<Body>,
+    target: &Target,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let mut headers = HeaderMap::with_capacity(req.headers().len() + 2);
+    set_headers(req, &mut headers, target)?;
+    let mut out = Request::new(Full::new(body));
+    *out.method_mut() = Method::POST;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = headers;
     Ok(out)
 }
 
