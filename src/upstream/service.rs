@@ -616,14 +616,14 @@ fn provider_uri(uri: String) -> Result<Uri, GatewayError> {
 /// The request to the provider: `body` posted to `uri`, with the headers [`set_headers`]
 /// keeps and sets. Built in place rather than through `Request::builder`, which moves
 /// its parts through a `Result` at each step; the header map is sized for the client's
-/// headers plus the two the upstream sets, so it never grows.
+/// headers plus the three the upstream may set, so it never grows.
 fn post(
     req: &Request<Body>,
     target: &Target,
     uri: Uri,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let mut headers = HeaderMap::with_capacity(req.headers().len() + 2);
+    let mut headers = HeaderMap::with_capacity(req.headers().len() + 3);
     set_headers(req, &mut headers, target)?;
     let mut out = Request::new(Full::new(body));
     *out.method_mut() = Method::POST;
@@ -632,8 +632,8 @@ fn post(
     Ok(out)
 }
 
-/// Copies the client's headers that may go on, then sets the content type and the
-/// target's credential the way its dialect expects it.
+/// Copies the client's headers that may go on, then sets the content type, the host of
+/// a plain-HTTP target and the target's credential the way its dialect expects it.
 fn set_headers(
     req: &Request<Body>,
     headers: &mut HeaderMap,
@@ -652,6 +652,9 @@ fn set_headers(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if let Some(host) = target.host_value() {
+        headers.insert(header::HOST, host.clone());
+    }
     if anthropic && !headers.contains_key("anthropic-version") {
         headers.insert(
             HeaderName::from_static("anthropic-version"),

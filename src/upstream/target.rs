@@ -75,6 +75,10 @@ struct Fields {
     endpoint_uris: [Option<Uri>; 3],
     /// The name as an `x-tollgate-target` value, made once (`None`: not a valid value).
     name_value: Option<http::HeaderValue>,
+    /// The `host` header of a plain-HTTP target, made once: without it the client
+    /// formats `host:port` into a new value on every request. `None` for HTTPS, which
+    /// may negotiate HTTP/2 and name the host in `:authority` instead.
+    host_value: Option<http::HeaderValue>,
 }
 
 impl fmt::Debug for Target {
@@ -143,8 +147,17 @@ impl Target {
             Endpoint::Messages,
         ]
         .map(|endpoint| format!("{base_url}{}", endpoint.path()).parse().ok());
+        // As the client would write it: the port only when it is not the default.
+        let host_value = match (uri.scheme_str(), uri.host()) {
+            (Some("http"), Some(host)) => match uri.port_u16() {
+                Some(port) if port != 80 => format!("{host}:{port}").try_into().ok(),
+                _ => http::HeaderValue::from_str(host).ok(),
+            },
+            _ => None,
+        };
         let name: Arc<str> = name.into();
         Ok(Target(Arc::new(Fields {
+            host_value,
             name_value: http::HeaderValue::from_str(&name).ok(),
             name,
             base_url: base_url.into(),
@@ -194,6 +207,11 @@ impl Target {
         self.0.name_value.as_ref()
     }
 
+    /// The `host` header to send, for a plain-HTTP target (see [`Fields::host_value`]).
+    pub(crate) fn host_value(&self) -> Option<&http::HeaderValue> {
+        self.0.host_value.as_ref()
+    }
+
     /// The name as the shared string it is stored as (a reference count to copy, not
     /// the text).
     pub(crate) fn shared_name(&self) -> &Arc<str> {
@@ -229,6 +247,28 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_is_made_once_for_plain_http_only() {
+        let host = |url: &str| {
+            Target::openai_compatible("t", url)
+                .unwrap()
+                .host_value()
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        // As hyper-util's client writes it: the port only when it is not the default.
+        assert_eq!(
+            host("http://127.0.0.1:9301/v1").as_deref(),
+            Some("127.0.0.1:9301")
+        );
+        assert_eq!(
+            host("http://vllm.internal:80/v1").as_deref(),
+            Some("vllm.internal")
+        );
+        assert_eq!(host("http://[::1]:8000").as_deref(), Some("[::1]:8000"));
+        // HTTPS may be HTTP/2, where the host goes in `:authority`: left to the client.
+        assert_eq!(host("https://api.openai.com/v1"), None);
+    }
 
     #[test]
     fn keys_never_print() {
