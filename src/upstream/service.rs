@@ -396,8 +396,10 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
                 options,
             )
         };
-        parts.headers.remove(header::CONTENT_LENGTH);
         if !translate {
+            // Passed on byte for byte: the provider's `content-length`, when it sent
+            // one, still holds (hyper read exactly that many bytes), and keeping it
+            // spares the server a new value per answer.
             let read = match provider {
                 Dialect::OpenAi => Seen::of_openai_json(&bytes),
                 native => providers::decode_response(native, &bytes)
@@ -413,6 +415,7 @@ async fn forward(shared: Arc<Shared>, mut req: Request<Body>) -> Response<Body> 
                 None => observe(res, options),
             };
         }
+        parts.headers.remove(header::CONTENT_LENGTH);
         let (translated, seen) = match providers::decode_response(provider, &bytes) {
             Ok(res) => (
                 providers::encode_response(dialect, &res),

@@ -383,3 +383,33 @@ async fn the_provider_url_keeps_the_base_path_and_the_query() {
         assert_eq!(sent.uri.path_and_query().unwrap().as_str(), expected);
     }
 }
+
+/// An answer's `content-length`, when it has one, is its body's: kept from the provider
+/// for an answer passed on as it is, made anew for a translated one. The provider gets
+/// the `host` header of the target's address (made once for a plain-HTTP target).
+#[tokio::test]
+async fn answers_carry_their_own_length_and_the_provider_its_host() {
+    let (mock, up) = setup().await;
+    let anthropic = Request::post("/v1/messages")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"model": "mock/echo", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]})
+                .to_string(),
+        ))
+        .unwrap();
+    for req in [chat_request(hello(false), &[]), anthropic] {
+        let res = call(&up, req).await;
+        assert_eq!(res.status(), 200);
+        let length = res
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .map(|v| v.to_str().unwrap().parse::<usize>().unwrap());
+        let body = text(res).await;
+        if let Some(length) = length {
+            assert_eq!(length, body.len(), "{body}");
+        }
+        let seen = mock.provider().requests().pop().unwrap();
+        assert_eq!(seen.headers["host"], mock.addr().to_string());
+        assert_eq!(seen.headers.get_all("host").iter().count(), 1);
+    }
+}
