@@ -58,6 +58,7 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 mod body;
 mod layer;
 mod watch;
@@ -68,6 +69,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+#[cfg(feature = "upstream")]
+pub(crate) use answer::is_json;
 #[cfg(feature = "upstream")]
 pub(crate) use body::observe_read;
 pub use body::{observe, ObserveOptions};

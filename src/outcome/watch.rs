@@ -1,17 +1,14 @@
 //! Reading usage off a response as it streams by, per dialect.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 
 use bytes::{Bytes, BytesMut};
-use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::Usage;
+use super::{answer, Usage};
 use crate::providers::openai::WireUsage;
-use crate::providers::wire::{self, chars, CharCount, Few, Str};
+use crate::providers::wire::{chars, Few, Str};
 use crate::providers::{self, FinishReason, Part, StreamDecoder, StreamEvent};
 use crate::sse::{Decoder, Event};
 use crate::Dialect;
@@ -211,13 +208,14 @@ impl Seen {
     }
 
     /// What a whole OpenAI answer says, or `None` when it is not one (malformed JSON,
-    /// or fields of unexpected types, which the observer would skip as well).
+    /// or fields of unexpected types, which the observer would skip as well). Read by a
+    /// scanner that accepts what serde_json did (see `outcome::answer`).
     pub(crate) fn of_openai_json(body: &[u8]) -> Option<Seen> {
-        let parsed = wire::from_slice::<JsonBody<'_>>(body).ok()?;
+        let answer = answer::read(body)?;
         Some(Seen {
-            usage: parsed.usage.map(Usage::from),
-            output_chars: parsed.choices.output_chars,
-            finish_reason: parsed.choices.finish_reason.map(|r| r.0.into_owned()),
+            usage: answer.usage,
+            output_chars: answer.output_chars,
+            finish_reason: answer.finish_reason,
             terminal: false,
         })
     }
@@ -297,63 +295,6 @@ fn on_openai_chunk(data: &str, seen: &mut Seen) -> bool {
     }
 }
 
-/// A whole OpenAI answer, read in one pass that also checks it is JSON (a malformed
-/// answer becomes a 502 upstream). Nothing is allocated: the choices are summed as
-/// they go by and the finish reason is borrowed from the body.
-#[derive(Deserialize)]
-struct JsonBody<'a> {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(default, borrow)]
-    choices: JsonChoices<'a>,
-}
-
-/// What the choices say together: their text's characters, and the last finish reason.
-/// Read with `deserialize_seq`, so `null` is refused as a `Vec` would refuse it.
-#[derive(Default)]
-struct JsonChoices<'a> {
-    output_chars: u64,
-    finish_reason: Option<Str<'a>>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for JsonChoices<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V<'a>(PhantomData<JsonChoices<'a>>);
-        impl<'de> Visitor<'de> for V<'de> {
-            type Value = JsonChoices<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of choices")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut all = JsonChoices::default();
-                while let Some(choice) = seq.next_element::<JsonChoice<'de>>()? {
-                    let content = choice.message.and_then(|m| m.content);
-                    all.output_chars += content.map_or(0, |c| c.0);
-                    if choice.finish_reason.is_some() {
-                        all.finish_reason = choice.finish_reason;
-                    }
-                }
-                Ok(all)
-            }
-        }
-        deserializer.deserialize_seq(V(PhantomData))
-    }
-}
-
-#[derive(Deserialize)]
-struct JsonChoice<'a> {
-    #[serde(default)]
-    message: Option<JsonMessage>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct JsonMessage {
-    #[serde(default)]
-    content: Option<CharCount>,
-}
-
 fn on_json_body(body: &[u8], seen: &mut Seen) {
     if let Some(read) = Seen::of_openai_json(body) {
         *seen = read;
@@ -377,8 +318,31 @@ mod tests {
     }
 
     #[test]
+    fn deepseek_and_reasoning_usage_is_read() {
+        // DeepSeek's cache hits, and reasoning tokens; `cached_tokens` wins when both.
+        let answer = br#"{"choices":[{"message":{"content":"\u4f60\u597d","reasoning_content":"..."},"finish_reason":"st\u006fp"}],"usage":{"prompt_tokens":64,"completion_tokens":70,"prompt_cache_hit_tokens":60,"prompt_cache_miss_tokens":4,"completion_tokens_details":{"reasoning_tokens":50}}}"#;
+        let seen = Seen::of_openai_json(answer).unwrap();
+        assert_eq!(seen.output_chars, 2);
+        assert_eq!(seen.finish_reason.as_deref(), Some("stop"));
+        let usage = Usage::new(64, 70).with_cached(60).with_reasoning(50);
+        assert_eq!(seen.usage, Some(usage));
+        let both = br#"{"usage":{"prompt_cache_hit_tokens":60,"prompt_tokens_details":{"cached_tokens":3}}}"#;
+        let seen = Seen::of_openai_json(both).unwrap();
+        assert_eq!(seen.usage, Some(Usage::new(0, 0).with_cached(3)));
+    }
+
+    #[test]
+    fn pretty_printed_answers_are_read() {
+        let answer = b"{\n  \"choices\": [\n    {\n      \"message\": {\n        \"content\": \"hi\"\n      },\n      \"finish_reason\": \"length\"\n    }\n  ],\r\n\t\"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 1}\n}\n";
+        let seen = Seen::of_openai_json(answer).unwrap();
+        assert_eq!(seen.output_chars, 2);
+        assert_eq!(seen.finish_reason.as_deref(), Some("length"));
+        assert_eq!(seen.usage, Some(Usage::new(3, 1)));
+    }
+
+    #[test]
     fn what_is_not_an_openai_answer_is_not_read() {
-        let bodies: [&[u8]; 7] = [
+        let bodies: [&[u8]; 12] = [
             br#"{"choices":[{"message":{"content":"cut"#,
             br#"{"choices":[],"usage":{"prompt_tokens":1}} trailing"#,
             br#"{"choices":null}"#,
@@ -386,6 +350,11 @@ mod tests {
             br#"{"choices":[],"choices":[]}"#,
             b"{\"choices\":[{\"message\":{\"content\":\"\xff\"}}]}",
             b"[1]",
+            br#"{"usage":{"prompt_tokens":-1}}"#,
+            br#"{"usage":{"prompt_tokens":1.0}}"#,
+            br#"{"choices":[{"finish_reason":"\ud800"}]}"#,
+            br#"{"id":"\x"}"#,
+            br#"{"usage":null,"usage":null}"#,
         ];
         for body in bodies {
             assert!(

@@ -140,28 +140,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
-/// The number of characters of a JSON string, counted where serde_json reads it: in the
-/// body, or in its scratch buffer when the string has escapes (no copy either way).
-/// Refuses anything but a string, like `String`.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct CharCount(pub(crate) u64);
-
-impl<'de> Deserialize<'de> for CharCount {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = CharCount;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E>(self, s: &str) -> Result<CharCount, E> {
-                Ok(CharCount(s.chars().count() as u64))
-            }
-        }
-        deserializer.deserialize_str(V)
-    }
-}
-
 /// The first element of a JSON array (the rest skipped): the one choice or candidate a
 /// translated stream carries, without a `Vec` per chunk.
 pub(crate) struct First<T>(pub(crate) Option<T>);

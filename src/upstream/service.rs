@@ -23,7 +23,7 @@ use super::redact::redact;
 use super::Target;
 use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
-use crate::outcome::{observe, observe_read, ObserveOptions, Seen};
+use crate::outcome::{is_json, observe, observe_read, ObserveOptions, Seen};
 use crate::providers::{self, Replace, StreamEncoder, TranslateStream};
 use crate::request::LlmRequest;
 use crate::sse::Decoder;
@@ -803,9 +803,4 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     out
-}
-
-/// Whether `bytes` are well-formed JSON (checked only when the typed read failed).
-fn is_json(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }

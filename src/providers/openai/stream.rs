@@ -93,8 +93,9 @@ struct FunctionDelta<'a> {
     arguments: Option<&'a RawValue>,
 }
 
-/// OpenAI `usage`, read without a `Value` (some servers send it with every chunk); the
-/// outcome observer reads answers' usage with it too.
+/// OpenAI `usage`, read without a `Value` (some servers send it with every chunk). The
+/// outcome observer reads a whole answer's usage by hand (`outcome::answer`), with the
+/// same rules; its tests keep this struct as the reference.
 #[derive(Deserialize)]
 pub(crate) struct WireUsage {
     #[serde(default)]
