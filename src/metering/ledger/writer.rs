@@ -5,10 +5,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use super::spool::Spool;
 use super::UsageRecord;
@@ -54,58 +54,121 @@ pub(super) trait Store: Send + Sync + 'static {
 /// A batch handed back by [`Store::insert`], and how its write went.
 pub(super) type Inserted = (Vec<UsageRecord>, Result<(), BoxError>);
 
-enum Msg {
-    Record(Box<UsageRecord>),
-    Flush(oneshot::Sender<()>),
+/// What waits for the writer task.
+#[derive(Default)]
+struct Queued {
+    records: Vec<UsageRecord>,
+    /// Flushes asked for after `records` were queued: answered once those are written.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// Every [`Writer`] is gone: the task writes what is left and stops.
+    closed: bool,
+    /// The task is gone (its runtime stopped): a flush has nothing to wait for.
+    stopped: bool,
+}
+
+/// The queue between `record` and the writer task: records are pushed into one vector
+/// under a lock held for the push (never across an await). A channel took a box, a
+/// slot, a permit and a wake-up per record, more than any other step of metering.
+struct Queue {
+    queued: Mutex<Queued>,
+    /// Wakes the task: the first record into an empty queue, a flush, or closing.
+    wake: Notify,
+    capacity: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Shared by the [`Writer`] clones; the last one dropped closes the queue.
+struct Senders(Arc<Queue>);
+
+impl Drop for Senders {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.wake.notify_one();
+    }
+}
+
+/// Held by the writer task; when the task ends, waiting flushes are let go.
+struct Running(Arc<Queue>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut queued = self.0.lock();
+        queued.stopped = true;
+        queued.flushes.clear();
+    }
 }
 
 /// The queue end held by the ledger (cheap to clone).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct Writer {
-    tx: mpsc::Sender<Msg>,
+    queue: Arc<Senders>,
     spool: Arc<Spool>,
     counters: Arc<Counters>,
 }
 
-impl std::fmt::Debug for Msg {
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
+        f.debug_struct("Writer")
+            .field("capacity", &self.queue.0.capacity)
+            .field("spool", &self.spool)
+            .finish_non_exhaustive()
     }
 }
 
 impl Writer {
     /// Starts the writer task on the current tokio runtime.
     pub(super) fn spawn<S: Store>(store: S, spool_path: PathBuf, queue: usize) -> Writer {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        let queue = Arc::new(Queue {
+            queued: Mutex::default(),
+            wake: Notify::new(),
+            capacity: queue.max(1),
+        });
         let spool = Arc::new(Spool::new(spool_path));
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(store, rx, spool.clone(), counters.clone()));
+        tokio::spawn(run(store, queue.clone(), spool.clone(), counters.clone()));
         Writer {
-            tx,
+            queue: Arc::new(Senders(queue)),
             spool,
             counters,
         }
     }
 
-    /// Queues a record; when the queue is full (or the writer is gone) the record is
-    /// spooled right here instead of dropped.
+    /// Queues a record; when the queue is full the record is spooled right here instead
+    /// of dropped.
     pub(super) fn record(&self, record: UsageRecord) {
-        match self.tx.try_send(Msg::Record(Box::new(record))) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Msg::Record(record)))
-            | Err(mpsc::error::TrySendError::Closed(Msg::Record(record))) => {
-                spool_records(&self.spool, &self.counters, std::slice::from_ref(&*record));
-            }
-            Err(_) => unreachable!("only records are sent with try_send"),
+        let queue = &self.queue.0;
+        let mut queued = queue.lock();
+        if queued.records.len() >= queue.capacity || queued.stopped {
+            drop(queued);
+            spool_records(&self.spool, &self.counters, std::slice::from_ref(&record));
+            return;
+        }
+        let first = queued.records.is_empty();
+        queued.records.push(record);
+        drop(queued);
+        // A queue with records in it already has the task's attention.
+        if first {
+            queue.wake.notify_one();
         }
     }
 
     /// Waits until every record queued before this call is written or spooled.
     pub(super) async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        {
+            let mut queued = self.queue.0.lock();
+            if queued.stopped {
+                return;
+            }
+            queued.flushes.push(done);
         }
+        self.queue.0.wake.notify_one();
+        let _ = wait.await;
     }
 
     pub(super) fn stats(&self) -> LedgerStats {
@@ -137,29 +200,19 @@ fn spool_records(spool: &Spool, counters: &Counters, records: &[UsageRecord]) {
     }
 }
 
-async fn run<S: Store>(
-    store: S,
-    mut rx: mpsc::Receiver<Msg>,
-    spool: Arc<Spool>,
-    counters: Arc<Counters>,
-) {
-    let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
+async fn run<S: Store>(store: S, queue: Arc<Queue>, spool: Arc<Spool>, counters: Arc<Counters>) {
+    let _running = Running(queue.clone());
+    // The allocation the batches are gathered in, handed back by each insert.
+    let mut spare: Vec<UsageRecord> = Vec::with_capacity(BATCH);
     let mut replay_tick = tokio::time::interval(REPLAY_EVERY);
     replay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let msg = tokio::select! {
-            msg = rx.recv() => msg,
+        tokio::select! {
+            () = queue.wake.notified() => {}
             _ = replay_tick.tick() => {
                 replay(&store, &spool, &counters).await;
                 continue;
             }
-        };
-        let mut flushes = Vec::new();
-        let mut closed = false;
-        match msg {
-            Some(Msg::Record(record)) => batch.push(*record),
-            Some(Msg::Flush(done)) => flushes.push(done),
-            None => closed = true,
         }
         // Gather a batch for a short window: one transaction for many records instead of
         // one per record (a commit costs far more than a row). Sleeping through the
@@ -167,45 +220,64 @@ async fn run<S: Store>(
         // for every record. A flush or a closed queue skips the wait.
         // Under load a full batch is already queued: no wait, so the window never caps
         // the write rate.
-        if flushes.is_empty() && !closed && rx.len() + 1 < BATCH {
+        let gather = {
+            let queued = queue.lock();
+            queued.flushes.is_empty() && !queued.closed && queued.records.len() < BATCH
+        };
+        if gather {
             tokio::time::sleep(BATCH_WINDOW).await;
         }
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Record(record)) => batch.push(*record),
-                Ok(Msg::Flush(done)) => flushes.push(done),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
+        // Batches until the queue is empty; the flushes are answered with the last one,
+        // when every record queued before them is written.
+        loop {
+            let (batch, flushes, emptied, closed) = {
+                let mut queued = queue.lock();
+                let batch = if queued.records.len() > BATCH {
+                    let rest = queued.records.split_off(BATCH);
+                    std::mem::replace(&mut queued.records, rest)
+                } else {
+                    std::mem::replace(&mut queued.records, std::mem::take(&mut spare))
+                };
+                let emptied = queued.records.is_empty();
+                let flushes = if emptied {
+                    std::mem::take(&mut queued.flushes)
+                } else {
+                    Vec::new()
+                };
+                (batch, flushes, emptied, queued.closed)
+            };
+            if batch.is_empty() {
+                spare = batch;
+            } else {
+                let (mut written, result) = store.insert(batch).await;
+                match result {
+                    Ok(()) => {
+                        counters
+                            .written
+                            .fetch_add(written.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, records = written.len(), "ledger database write failed; spooling");
+                        spool_records(&spool, &counters, &written);
+                    }
+                }
+                // The same allocation for the next batch.
+                written.clear();
+                spare = written;
+            }
+            if !flushes.is_empty() {
+                replay(&store, &spool, &counters).await;
+                for done in flushes {
+                    let _ = done.send(());
                 }
             }
-        }
-        if !batch.is_empty() {
-            let (mut written, result) = store.insert(std::mem::take(&mut batch)).await;
-            match result {
-                Ok(()) => {
-                    counters
-                        .written
-                        .fetch_add(written.len() as u64, Ordering::Relaxed);
+            if emptied {
+                // Closed, no `Writer` can queue anything more.
+                if closed {
+                    return;
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, records = written.len(), "ledger database write failed; spooling");
-                    spool_records(&spool, &counters, &written);
-                }
+                break;
             }
-            // The same allocation for the next batch.
-            written.clear();
-            batch = written;
-        }
-        if !flushes.is_empty() {
-            replay(&store, &spool, &counters).await;
-            for done in flushes {
-                let _ = done.send(());
-            }
-        }
-        if closed {
-            return;
         }
     }
 }
@@ -360,6 +432,37 @@ pub(super) mod tests {
         assert!(writer.stats().spooled >= 18, "{:?}", writer.stats());
         writer.flush().await;
         assert_eq!(store.rows.lock().unwrap().len(), 20);
+    }
+
+    /// A backlog of several batches: a flush waits for the last one.
+    #[tokio::test]
+    async fn a_flush_waits_for_every_batch_of_a_backlog() {
+        let store = Flaky::default();
+        let writer = Writer::spawn(store.clone(), spool_path("backlog"), 4096);
+        for i in 0..(3 * BATCH + 7) {
+            writer.record(record(i));
+        }
+        writer.flush().await;
+        assert_eq!(store.rows.lock().unwrap().len(), 3 * BATCH + 7);
+        assert_eq!(writer.stats().written, (3 * BATCH + 7) as u64);
+    }
+
+    /// The last `Writer` dropped: what it queued is still written.
+    #[tokio::test]
+    async fn records_queued_before_the_last_writer_drops_are_written() {
+        let store = Flaky::default();
+        let writer = Writer::spawn(store.clone(), spool_path("closed"), 64);
+        for i in 0..10 {
+            writer.record(record(i));
+        }
+        drop(writer);
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while store.rows.lock().unwrap().len() < 10 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the writer task writes what was queued");
     }
 
     #[tokio::test]
