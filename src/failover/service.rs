@@ -19,10 +19,10 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
 use crate::request::LlmRequest;
 use crate::routing::{
-    record_attempt, retry_after, AttemptResult, Candidate, Candidates, Health, Recorded,
+    record_attempt, retry_after, AttemptResult, Candidate, Candidates, Health, InFlight, Recorded,
 };
 use crate::upstream::redact::redact;
-use crate::upstream::Target;
+use crate::upstream::{ApiKey, Target};
 use crate::{Body, BoxError, Dialect};
 
 /// The fail-over service. See the [module docs](super).
@@ -228,14 +228,16 @@ where
                             let parts = parts
                                 .clone()
                                 .expect("the parts are taken by the last attempt only");
-                            let mut other = std::pin::pin!(start(
+                            // Boxed: inline, this rare second attempt doubled the
+                            // size of every request's fail-over future.
+                            let mut other = Box::pin(start(
                                 &mut second,
                                 parts,
                                 &body,
                                 next,
                                 key,
                                 target,
-                                &config
+                                &config,
                             ));
                             let (mut a, mut b) = (None, None);
                             let winner = std::future::poll_fn(|cx| {
@@ -375,7 +377,6 @@ where
     S::Future: Send + 'static,
     S::Error: fmt::Display,
 {
-    // A reference count, not a copy of the key: it is only read to redact an error.
     let secret = target.api_key().cloned();
     let mut req = Request::from_parts(parts, Body::from(body.clone()));
     // Routing left the first candidate's target here: overwritten in place rather
@@ -387,15 +388,74 @@ where
         }
     }
     let channel = candidate.channel.clone();
-    let config = config.clone();
     let in_flight = channel.start(key);
     let started = Instant::now();
-    let call = inner.call(req);
-    async move {
-        let result = match config.attempt_timeout {
-            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| limit),
-            None => Ok(call.await),
-        };
+    Attempt {
+        call: TimeLimited::new(inner.call(req), config.attempt_timeout),
+        pending: Some(Pending {
+            in_flight,
+            started,
+            channel,
+            key,
+            config: config.clone(),
+            secret,
+        }),
+    }
+}
+
+/// One attempt in flight: a named future rather than an `async` block, which kept the
+/// inner call twice (captured, and again where it was awaited).
+#[pin_project::pin_project]
+struct Attempt<F> {
+    #[pin]
+    call: TimeLimited<F>,
+    pending: Option<Pending>,
+}
+
+/// What an attempt needs once its answer is in.
+struct Pending {
+    /// Counted in flight on the channel until the answer (or the failure) is in.
+    in_flight: InFlight,
+    started: Instant,
+    channel: crate::routing::Channel,
+    key: usize,
+    config: Arc<Config>,
+    /// A reference count, not a copy of the key: it is only read to redact an error.
+    secret: Option<ApiKey>,
+}
+
+impl<F, E> Future for Attempt<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+    E: fmt::Display,
+{
+    type Output = Attempted;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Attempted> {
+        let this = self.project();
+        let result = std::task::ready!(this.call.poll(cx));
+        let pending = this
+            .pending
+            .take()
+            .expect("Attempt polled after completion");
+        Poll::Ready(pending.settle(result))
+    }
+}
+
+impl Pending {
+    /// Records the attempt on its channel and says whether it ends the request.
+    fn settle<E: fmt::Display>(
+        self,
+        result: Result<Result<Response<Body>, E>, Duration>,
+    ) -> Attempted {
+        let Pending {
+            in_flight,
+            started,
+            channel,
+            key,
+            config,
+            secret,
+        } = self;
         drop(in_flight);
         let redact_key =
             |text: &str| redact(text, &secret.iter().map(|k| k.expose()).collect::<Vec<_>>());
@@ -442,6 +502,44 @@ where
                 };
                 Attempted::Failed(failure, Some(res))
             }
+        }
+    }
+}
+
+/// An attempt with its optional time limit, awaited at one place: a `match` awaiting
+/// `timeout(limit, call)` in one arm and `call` in the other kept two copies of the
+/// attempt in the future, and the limit's timer is only made when one is set.
+#[pin_project::pin_project]
+struct TimeLimited<F> {
+    #[pin]
+    call: F,
+    #[pin]
+    limit: Option<tokio::time::Sleep>,
+    duration: Duration,
+}
+
+impl<F> TimeLimited<F> {
+    fn new(call: F, limit: Option<Duration>) -> Self {
+        TimeLimited {
+            call,
+            limit: limit.map(tokio::time::sleep),
+            duration: limit.unwrap_or_default(),
+        }
+    }
+}
+
+impl<F: Future> Future for TimeLimited<F> {
+    /// The attempt's output, or the limit that passed first.
+    type Output = Result<F::Output, Duration>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.call.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match this.limit.as_pin_mut() {
+            Some(limit) => limit.poll(cx).map(|()| Err(*this.duration)),
+            None => Poll::Pending,
         }
     }
 }

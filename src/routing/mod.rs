@@ -148,7 +148,7 @@ pub(crate) use router::Clock;
 #[cfg(feature = "failover")]
 pub(crate) use {
     candidates::{record_attempt, retry_after},
-    channel::AttemptResult,
+    channel::{AttemptResult, InFlight},
     service::Recorded,
     strategy::Rng,
 };
