@@ -17,6 +17,7 @@ use tower_service::Service;
 use super::layer::{Config, FailoverLayer, Hedge};
 use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
+use crate::header_names::{X_TOLLGATE_ATTEMPTS, X_TOLLGATE_TARGET};
 use crate::request::LlmRequest;
 use crate::routing::{
     record_attempt, retry_after, AttemptResult, Candidate, Candidates, Health, InFlight, Recorded,
@@ -582,8 +583,6 @@ fn cancelled(mut res: Response<Body>, loser: Option<&Candidate>) -> Response<Bod
     }
     res
 }
-
-use crate::header_names::{X_TOLLGATE_ATTEMPTS, X_TOLLGATE_TARGET};
 
 fn set_attempt_headers(res: &mut Response<Body>, target: Option<HeaderValue>, attempts: u32) {
     let headers = res.headers_mut();

@@ -23,6 +23,7 @@ use super::redact::redact;
 use super::Target;
 use crate::error::{ErrorKind, GatewayError};
 use crate::extension::ServedBy;
+use crate::header_names::{X_API_KEY, X_TOLLGATE_TARGET};
 use crate::outcome::{is_json, observe, observe_read, ObserveOptions, Seen};
 use crate::providers::{self, Replace, StreamEncoder, TranslateStream};
 use crate::request::LlmRequest;
@@ -38,8 +39,6 @@ const STREAM_USAGE_FIELD: &[u8] = br#""stream_options":{"include_usage":true}"#;
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Non-stream answers larger than this are refused (they are read whole to be checked).
 const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
-
-use crate::header_names::X_TOLLGATE_TARGET;
 
 /// Headers of the client's request that are not forwarded: hop-by-hop headers, the
 /// client's own credentials, and `accept-encoding` (the gateway reads the answer, so
@@ -667,7 +666,7 @@ fn set_headers(
     if target.api_key().is_some() {
         let name = match target.dialect() {
             Dialect::OpenAi => header::AUTHORIZATION,
-            Dialect::Anthropic => crate::header_names::X_API_KEY,
+            Dialect::Anthropic => X_API_KEY,
             Dialect::Gemini => HeaderName::from_static("x-goog-api-key"),
         };
         // Made once with the target (sensitive), not formatted per request.

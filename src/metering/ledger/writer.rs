@@ -138,8 +138,8 @@ impl Writer {
         }
     }
 
-    /// Queues a record; when the queue is full the record is spooled right here instead
-    /// of dropped.
+    /// Queues a record; when the queue is full (or the writer task is gone) the record
+    /// is spooled right here instead of dropped.
     pub(super) fn record(&self, record: UsageRecord) {
         let queue = &self.queue.0;
         let mut queued = queue.lock();
